@@ -1,0 +1,1 @@
+//! Frame and DHCP message parsing and building (STUB, being implemented).

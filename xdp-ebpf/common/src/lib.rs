@@ -1,0 +1,2 @@
+//! Types shared by the XDP program and user space (STUB).
+#![no_std]

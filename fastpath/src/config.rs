@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(o.tlv(opt::DNS_SERVERS), None);
         assert_eq!(o.always(), &[opt::ROUTERS]);
         assert_eq!(o.set(0, &[], false), Err(ConfigError::ReservedOption(0)));
-        assert_eq!(o.set(7, &[0; 256], false), Err(ConfigError::OptionTooLong(7)));
+        assert_eq!(
+            o.set(7, &[0; 256], false),
+            Err(ConfigError::OptionTooLong(7))
+        );
     }
 
     #[test]

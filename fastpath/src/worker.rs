@@ -1,1 +1,275 @@
-//! Worker loop (STUB).
+//! The per-queue worker: one OS thread, pinned to one core, that moves
+//! frames between its AF_XDP socket, the [`handler`](crate::handler) and the
+//! control plane.
+//!
+//! The loop never awaits and never blocks on the control plane: requests and
+//! write-behind events go out with `try_send`, and a full channel drops the
+//! packet and counts it (the client retransmits). Decisions come back on the
+//! worker's own reply channel; the control plane writes the worker's eventfd
+//! after sending one so that an idle worker, asleep in `poll(2)` on its
+//! socket and that eventfd, wakes at once instead of on a timer.
+//!
+//! Per batch the only syscalls are the TX kick (`sendto`) and, when there is
+//! nothing to do, the `poll` that puts the thread to sleep.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::channel::{AllocReply, AllocRequest, FastEvent, FrameBuf};
+use crate::config::FastConfig;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::handler::{self, HandlerCtx, Verdict};
+use crate::lease_map::LeaseMap;
+use crate::xsk::{wait_readable, RxDesc, XskSocket};
+
+/// Frames taken off the RX ring per batch.
+const BATCH: usize = 64;
+/// How long an idle worker sleeps before re-checking its stop flag.
+const IDLE_POLL_MS: i32 = 200;
+
+/// A Linux eventfd used as a doorbell from the control plane to a worker.
+#[derive(Debug)]
+pub struct Doorbell(OwnedFd);
+
+impl Doorbell {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain eventfd(2); the descriptor is owned right after.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptor nobody else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Wakes the worker (one 8-byte write).
+    pub fn ring(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a live u64 to an eventfd.
+        unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                &one as *const u64 as *const libc::c_void,
+                8,
+            )
+        };
+    }
+
+    fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reading 8 bytes into a live u64; non-blocking.
+        unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                &mut v as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// What a worker shares with the control plane for its whole life.
+#[derive(Debug)]
+pub struct WorkerShared {
+    pub id: u16,
+    pub counters: WorkerCounters,
+    pub doorbell: Doorbell,
+    stop: AtomicBool,
+}
+
+impl WorkerShared {
+    pub fn new(id: u16) -> io::Result<Self> {
+        Ok(Self {
+            id,
+            counters: WorkerCounters::default(),
+            doorbell: Doorbell::new()?,
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// Asks the worker to finish its current batch and exit.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.doorbell.ring();
+    }
+}
+
+/// Everything a worker thread owns.
+pub struct Worker {
+    pub socket: XskSocket,
+    pub cfg: Arc<FastConfig>,
+    pub leases: Arc<LeaseMap>,
+    pub shared: Arc<WorkerShared>,
+    /// Core to pin to (`None`: leave it to the scheduler).
+    pub core: Option<usize>,
+    pub to_control: Sender<AllocRequest>,
+    pub events: Sender<FastEvent>,
+    pub replies: Receiver<AllocReply>,
+}
+
+impl Worker {
+    /// Starts the worker on its own thread.
+    pub fn spawn(self) -> io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("irondhcp-q{}", self.shared.id))
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        if let Some(core) = self.core {
+            if let Err(e) = pin_to_core(core) {
+                tracing::warn!(worker = self.shared.id, core, error = %e, "could not pin worker to core");
+            }
+        }
+        tracing::info!(worker = self.shared.id, queue = self.socket.queue, core = ?self.core, "worker started");
+        let mut descs = [RxDesc::default(); BATCH];
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let now = crate::unix_now();
+            let n = self.socket.poll_rx(&mut descs);
+            for d in &descs[..n] {
+                self.handle_frame(d, now);
+            }
+            if n > 0 {
+                self.socket.recycle_rx(&descs[..n]);
+            }
+            let replies = self.send_decisions();
+            self.socket.flush_tx();
+            if n == 0 && replies == 0 {
+                self.socket.reap_completions();
+                wait_readable(
+                    &[self.socket.fd(), self.shared.doorbell.raw_fd()],
+                    IDLE_POLL_MS,
+                );
+                self.shared.doorbell.drain();
+            }
+        }
+        tracing::info!(worker = self.shared.id, "worker stopped");
+    }
+
+    fn handle_frame(&mut self, d: &RxDesc, now: u64) {
+        let counters = &self.shared.counters;
+        WorkerCounters::bump(&counters.rx_frames);
+        let Some(tx_addr) = self.socket.alloc_tx() else {
+            counters.drop(DropReason::TxFull);
+            return;
+        };
+        let (rx, tx) = self.socket.rx_and_tx(d, tx_addr);
+        let ctx = HandlerCtx {
+            cfg: &self.cfg,
+            leases: &self.leases,
+            counters,
+        };
+        match handler::handle(&ctx, rx, now, tx) {
+            Verdict::Reply {
+                len,
+                msg_type,
+                event,
+            } => {
+                if let Some(ev) = event {
+                    if self.events.try_send(ev).is_err() {
+                        // Without the write-behind the extension could be
+                        // lost, so the ACK must not go out.
+                        counters.drop(DropReason::EventBusy);
+                        self.socket.free_tx(tx_addr);
+                        return;
+                    }
+                }
+                WorkerCounters::bump(&counters.answered_from_map);
+                self.transmit(tx_addr, len, msg_type);
+            }
+            Verdict::Event(ev) => {
+                self.socket.free_tx(tx_addr);
+                if self.events.try_send(ev).is_err() {
+                    counters.drop(DropReason::EventBusy);
+                }
+            }
+            Verdict::Control(meta) => {
+                let frame = FrameBuf::copy_from(rx);
+                self.socket.free_tx(tx_addr);
+                let Some(frame) = frame else {
+                    counters.drop(DropReason::BadFrame);
+                    return;
+                };
+                let req = AllocRequest {
+                    worker: self.shared.id,
+                    kind: meta.kind,
+                    subnet: meta.subnet,
+                    client_key: meta.client_key,
+                    hw_addr: meta.hw_addr,
+                    requested: meta.requested,
+                    frame,
+                };
+                match self.to_control.try_send(req) {
+                    Ok(()) => WorkerCounters::bump(&counters.to_control),
+                    Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                        counters.drop(DropReason::ControlBusy)
+                    }
+                }
+            }
+            Verdict::Drop(reason) => {
+                self.socket.free_tx(tx_addr);
+                counters.drop(reason);
+            }
+        }
+    }
+
+    /// Builds and queues the replies for decisions the control plane made.
+    fn send_decisions(&mut self) -> usize {
+        let mut sent = 0;
+        while let Ok(rep) = self.replies.try_recv() {
+            sent += 1;
+            let counters = &self.shared.counters;
+            let Some(tx_addr) = self.socket.alloc_tx() else {
+                counters.drop(DropReason::TxFull);
+                continue;
+            };
+            let ctx = HandlerCtx {
+                cfg: &self.cfg,
+                leases: &self.leases,
+                counters,
+            };
+            let tx = self.socket.tx_buf(tx_addr);
+            match handler::build_decision_reply(&ctx, rep.frame.as_slice(), rep.decision, tx) {
+                Ok((len, msg_type)) => self.transmit(tx_addr, len, msg_type),
+                Err(reason) => {
+                    self.socket.free_tx(tx_addr);
+                    self.shared.counters.drop(reason);
+                }
+            }
+        }
+        sent
+    }
+
+    fn transmit(&mut self, tx_addr: u64, len: usize, msg_type: u8) {
+        let counters = &self.shared.counters;
+        if self.socket.submit_tx(tx_addr, len) {
+            WorkerCounters::bump(&counters.tx_frames);
+            counters.sent_type(msg_type);
+        } else {
+            counters.drop(DropReason::TxFull);
+        }
+    }
+}
+
+/// Pins the calling thread to `core`.
+pub fn pin_to_core(core: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks in libc.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,726 @@
+//! The operator's configuration file (TOML), parsed and validated.
+//!
+//! Everything that can be wrong in a config file is found here, at start,
+//! and reported with the key that is wrong (`subnet[1].pools[0]: ...`), so the
+//! daemon refuses to start rather than misbehave later. The validated
+//! [`Config`] then yields the fast path's read-only view
+//! ([`Config::fast_config`]) and the address ranges of the lease map.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use irondhcp_fastpath::config::{opt, EncodedOptions, FastConfig, SubnetView};
+use serde::Deserialize;
+
+/// A config error: the key it concerns and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(rename = "subnet", default)]
+    pub subnets: Vec<SubnetConfig>,
+}
+
+/// `[server]`: identity, interface, threads and timers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This server's id, recorded as `allocated_by` on its leases.
+    #[serde(default = "default_server_id")]
+    pub id: String,
+    /// Server identifier (option 54) and source address of replies.
+    pub address: Ipv4Addr,
+    /// The interface the XDP program attaches to.
+    pub interface: String,
+    /// RX queues to serve, one AF_XDP socket and worker each.
+    #[serde(default = "default_queues")]
+    pub queues: Vec<u32>,
+    /// Core for each queue's worker (same length as `queues`), or empty.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// XDP attach mode: "native", "generic" or "auto".
+    #[serde(default = "default_xdp_mode")]
+    pub xdp_mode: String,
+    /// NAK unknown INIT-REBOOT clients (RFC 2131 §4.3.2) instead of silence.
+    #[serde(default = "default_true")]
+    pub authoritative: bool,
+    /// Seconds an OFFER holds its address.
+    #[serde(default = "default_offer_lifetime")]
+    pub offer_lifetime: u32,
+    /// Seconds a declined address stays quarantined.
+    #[serde(default = "default_decline_probation")]
+    pub decline_probation: u32,
+    /// Upper bound, in milliseconds, on how long a renewal answered from
+    /// memory waits before it is persisted.
+    #[serde(default = "default_write_behind_ms")]
+    pub write_behind_ms: u64,
+    /// Seconds past expiry (plus the write-behind lag) before an address is
+    /// reclaimed.
+    #[serde(default = "default_reclaim_grace")]
+    pub reclaim_grace: u32,
+    /// Seconds between reclaim passes.
+    #[serde(default = "default_reclaim_interval")]
+    pub reclaim_interval: u32,
+    /// Unix socket for `irondhcp-ctl`.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: String,
+    /// Capacity of the fast path → control plane channel.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `sqlite:///path/to/leases.sqlite3` (embedded default).
+    #[serde(default = "default_storage_url")]
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: default_storage_url(),
+        }
+    }
+}
+
+/// `[[subnet]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    pub id: u32,
+    /// `a.b.c.d/len`.
+    pub cidr: String,
+    /// `first-last` address ranges handed out dynamically.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    #[serde(default = "default_lease_time")]
+    pub lease_time: u32,
+    /// T1; default lease_time / 2.
+    pub renew_time: Option<u32>,
+    /// T2; default lease_time * 7 / 8.
+    pub rebind_time: Option<u32>,
+    #[serde(default)]
+    pub routers: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    #[serde(rename = "option", default)]
+    pub options: Vec<OptionConfig>,
+    #[serde(rename = "reservation", default)]
+    pub reservations: Vec<ReservationConfig>,
+}
+
+/// `[[subnet.option]]`: an arbitrary option, given as exactly one of
+/// addresses, text, a number or hex bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptionConfig {
+    pub code: u8,
+    pub ips: Option<Vec<Ipv4Addr>>,
+    pub text: Option<String>,
+    pub u32: Option<u32>,
+    pub u16: Option<u16>,
+    pub u8: Option<u8>,
+    pub hex: Option<String>,
+    /// Send even when the client did not ask for it.
+    #[serde(default)]
+    pub always_send: bool,
+}
+
+/// `[[subnet.reservation]]`: a fixed address for a MAC or a client id.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationConfig {
+    pub hw_address: Option<String>,
+    pub client_id: Option<String>,
+    pub address: Ipv4Addr,
+}
+
+fn default_server_id() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "irondhcp".into())
+}
+fn default_queues() -> Vec<u32> {
+    vec![0]
+}
+fn default_xdp_mode() -> String {
+    "auto".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_offer_lifetime() -> u32 {
+    30
+}
+fn default_decline_probation() -> u32 {
+    86_400
+}
+fn default_write_behind_ms() -> u64 {
+    500
+}
+fn default_reclaim_grace() -> u32 {
+    60
+}
+fn default_reclaim_interval() -> u32 {
+    10
+}
+fn default_control_socket() -> String {
+    "/run/irondhcp/control.sock".into()
+}
+fn default_channel_capacity() -> usize {
+    4096
+}
+fn default_storage_url() -> String {
+    "sqlite:///var/lib/irondhcp/leases.sqlite3".into()
+}
+fn default_lease_time() -> u32 {
+    3600
+}
+
+/// A validated subnet with its ranges resolved.
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub id: u32,
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+    pub pools: Vec<(Ipv4Addr, Ipv4Addr)>,
+    pub lease_time: u32,
+    pub renew_time: u32,
+    pub rebind_time: u32,
+    pub options: EncodedOptions,
+    /// (client key as the fast path computes it, address).
+    pub reservations: Vec<(Vec<u8>, Ipv4Addr)>,
+}
+
+impl Subnet {
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        let mask = prefix_mask(self.prefix_len);
+        u32::from(a) & mask == u32::from(self.network) & mask
+    }
+
+    pub fn in_pool(&self, a: Ipv4Addr) -> bool {
+        self.pools.iter().any(|(f, l)| (*f..=*l).contains(&a))
+    }
+
+    /// Number of addresses in the pools.
+    pub fn pool_size(&self) -> u64 {
+        self.pools
+            .iter()
+            .map(|(f, l)| u64::from(u32::from(*l) - u32::from(*f)) + 1)
+            .sum()
+    }
+}
+
+fn prefix_mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub raw: Config,
+    pub subnets: Vec<Subnet>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Validated, ConfigError> {
+        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        raw.validate()
+    }
+
+    fn validate(self) -> Result<Validated, ConfigError> {
+        let s = &self.server;
+        if s.interface.is_empty() {
+            return Err(invalid("server.interface", "must name a network interface"));
+        }
+        if s.queues.is_empty() {
+            return Err(invalid("server.queues", "must list at least one RX queue"));
+        }
+        let mut seen = HashSet::new();
+        for q in &s.queues {
+            if !seen.insert(q) {
+                return Err(invalid(
+                    "server.queues",
+                    format!("queue {q} is listed twice"),
+                ));
+            }
+        }
+        if !s.cores.is_empty() && s.cores.len() != s.queues.len() {
+            return Err(invalid(
+                "server.cores",
+                format!(
+                    "has {} entries but server.queues has {}",
+                    s.cores.len(),
+                    s.queues.len()
+                ),
+            ));
+        }
+        if !matches!(s.xdp_mode.as_str(), "native" | "generic" | "auto") {
+            return Err(invalid(
+                "server.xdp_mode",
+                format!("{:?} is not one of native, generic, auto", s.xdp_mode),
+            ));
+        }
+        if s.offer_lifetime == 0 {
+            return Err(invalid(
+                "server.offer_lifetime",
+                "must be at least 1 second",
+            ));
+        }
+        if s.write_behind_ms == 0 || s.write_behind_ms > 10_000 {
+            return Err(invalid(
+                "server.write_behind_ms",
+                "must be between 1 and 10000",
+            ));
+        }
+        if s.channel_capacity < 16 {
+            return Err(invalid("server.channel_capacity", "must be at least 16"));
+        }
+        if s.reclaim_interval == 0 {
+            return Err(invalid(
+                "server.reclaim_interval",
+                "must be at least 1 second",
+            ));
+        }
+        if !self.storage.url.starts_with("sqlite:") {
+            return Err(invalid(
+                "storage.url",
+                format!(
+                    "{:?}: only sqlite: URLs are supported by this build",
+                    self.storage.url
+                ),
+            ));
+        }
+        if self.subnets.is_empty() {
+            return Err(invalid("subnet", "at least one [[subnet]] is required"));
+        }
+        let mut subnets: Vec<Subnet> = Vec::new();
+        for (i, sc) in self.subnets.iter().enumerate() {
+            let sub = validate_subnet(i, sc)?;
+            if let Some(o) = subnets.iter().find(|o| o.id == sub.id) {
+                return Err(invalid(
+                    format!("subnet[{i}].id"),
+                    format!(
+                        "id {} is already used by subnet {}/{}",
+                        o.id, o.network, o.prefix_len
+                    ),
+                ));
+            }
+            if let Some(o) = subnets
+                .iter()
+                .find(|o| o.contains(sub.network) || sub.contains(o.network))
+            {
+                return Err(invalid(
+                    format!("subnet[{i}].cidr"),
+                    format!("overlaps subnet {}/{}", o.network, o.prefix_len),
+                ));
+            }
+            subnets.push(sub);
+        }
+        Ok(Validated { raw: self, subnets })
+    }
+}
+
+fn parse_cidr(key: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| invalid(key, format!("{s:?} is not of the form a.b.c.d/len")))?;
+    let addr: Ipv4Addr = a
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, format!("{a:?} is not an IPv4 address")))?;
+    let len: u8 = l
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, format!("{l:?} is not a prefix length")))?;
+    if !(8..=30).contains(&len) {
+        return Err(invalid(
+            key,
+            format!("prefix length {len} is outside 8..=30"),
+        ));
+    }
+    if u32::from(addr) & !prefix_mask(len) != 0 {
+        return Err(invalid(key, format!("{s} has host bits set")));
+    }
+    Ok((addr, len))
+}
+
+fn parse_hex(key: &str, s: &str) -> Result<Vec<u8>, ConfigError> {
+    let clean: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | '-' | ' '))
+        .collect();
+    if clean.is_empty() || clean.len() % 2 != 0 {
+        return Err(invalid(
+            key,
+            format!("{s:?} is not an even number of hex digits"),
+        ));
+    }
+    (0..clean.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&clean[i..i + 2], 16)
+                .map_err(|_| invalid(key, format!("{s:?} is not hex")))
+        })
+        .collect()
+}
+
+fn validate_subnet(i: usize, sc: &SubnetConfig) -> Result<Subnet, ConfigError> {
+    let k = |f: &str| format!("subnet[{i}].{f}");
+    let (network, prefix_len) = parse_cidr(&k("cidr"), &sc.cidr)?;
+    let mask = prefix_mask(prefix_len);
+    let net = u32::from(network);
+    let bcast = net | !mask;
+    let inside = |a: Ipv4Addr| u32::from(a) & mask == net;
+
+    let mut pools: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+    for (j, p) in sc.pools.iter().enumerate() {
+        let key = k(&format!("pools[{j}]"));
+        let (f, l) = p
+            .split_once('-')
+            .ok_or_else(|| invalid(&key, format!("{p:?} is not of the form first-last")))?;
+        let f: Ipv4Addr = f
+            .trim()
+            .parse()
+            .map_err(|_| invalid(&key, format!("{f:?} is not an IPv4 address")))?;
+        let l: Ipv4Addr = l
+            .trim()
+            .parse()
+            .map_err(|_| invalid(&key, format!("{l:?} is not an IPv4 address")))?;
+        if f > l {
+            return Err(invalid(&key, format!("range {p} is reversed")));
+        }
+        if !inside(f) || !inside(l) {
+            return Err(invalid(
+                &key,
+                format!("range {p} is not inside {}", sc.cidr),
+            ));
+        }
+        if u32::from(f) == net || u32::from(l) == bcast {
+            return Err(invalid(
+                &key,
+                "range includes the network or broadcast address",
+            ));
+        }
+        if let Some((of, ol)) = pools.iter().find(|(of, ol)| f <= *ol && *of <= l) {
+            return Err(invalid(&key, format!("range {p} overlaps {of}-{ol}")));
+        }
+        pools.push((f, l));
+    }
+    if sc.lease_time < 10 {
+        return Err(invalid(k("lease_time"), "must be at least 10 seconds"));
+    }
+    let renew_time = sc.renew_time.unwrap_or(sc.lease_time / 2);
+    let rebind_time = sc.rebind_time.unwrap_or(sc.lease_time / 8 * 7);
+    if !(renew_time < rebind_time && rebind_time < sc.lease_time) {
+        return Err(invalid(
+            k("renew_time"),
+            format!(
+                "need renew_time ({renew_time}) < rebind_time ({rebind_time}) < lease_time ({})",
+                sc.lease_time
+            ),
+        ));
+    }
+
+    let mut options = EncodedOptions::default();
+    let opt_err = |key: String| {
+        move |e: irondhcp_fastpath::config::ConfigError| invalid(key.clone(), e.to_string())
+    };
+    options
+        .set(opt::SUBNET_MASK, &mask.to_be_bytes(), true)
+        .map_err(opt_err(k("cidr")))?;
+    let ips = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
+    if !sc.routers.is_empty() {
+        options
+            .set(opt::ROUTERS, &ips(&sc.routers), true)
+            .map_err(opt_err(k("routers")))?;
+    }
+    if !sc.dns_servers.is_empty() {
+        options
+            .set(opt::DNS_SERVERS, &ips(&sc.dns_servers), true)
+            .map_err(opt_err(k("dns_servers")))?;
+    }
+    if let Some(d) = &sc.domain_name {
+        options
+            .set(opt::DOMAIN_NAME, d.as_bytes(), true)
+            .map_err(opt_err(k("domain_name")))?;
+    }
+    for (j, o) in sc.options.iter().enumerate() {
+        let key = k(&format!("option[{j}]"));
+        const MANAGED: [u8; 9] = [0, 50, 51, 53, 54, 58, 59, 61, 82];
+        if MANAGED.contains(&o.code) || o.code == 255 {
+            return Err(invalid(
+                format!("{key}.code"),
+                format!("option {} is set by the server itself", o.code),
+            ));
+        }
+        let mut vals: Vec<Vec<u8>> = Vec::new();
+        if let Some(v) = &o.ips {
+            vals.push(ips(v));
+        }
+        if let Some(t) = &o.text {
+            vals.push(t.as_bytes().to_vec());
+        }
+        if let Some(n) = o.u32 {
+            vals.push(n.to_be_bytes().to_vec());
+        }
+        if let Some(n) = o.u16 {
+            vals.push(n.to_be_bytes().to_vec());
+        }
+        if let Some(n) = o.u8 {
+            vals.push(vec![n]);
+        }
+        if let Some(h) = &o.hex {
+            vals.push(parse_hex(&format!("{key}.hex"), h)?);
+        }
+        if vals.len() != 1 {
+            return Err(invalid(
+                &key,
+                "give exactly one of ips, text, u32, u16, u8, hex",
+            ));
+        }
+        options
+            .set(o.code, &vals[0], o.always_send)
+            .map_err(opt_err(key))?;
+    }
+
+    let mut reservations: Vec<(Vec<u8>, Ipv4Addr)> = Vec::new();
+    for (j, r) in sc.reservations.iter().enumerate() {
+        let key = k(&format!("reservation[{j}]"));
+        let client_key = match (&r.hw_address, &r.client_id) {
+            (Some(hw), None) => {
+                let mac = parse_hex(&format!("{key}.hw_address"), hw)?;
+                if mac.len() != 6 {
+                    return Err(invalid(
+                        format!("{key}.hw_address"),
+                        format!("{hw:?} is not a 6-byte MAC"),
+                    ));
+                }
+                // htype 1 (Ethernet) + chaddr: the key of a client without option 61.
+                let mut k = vec![1u8];
+                k.extend_from_slice(&mac);
+                k
+            }
+            (None, Some(id)) => parse_hex(&format!("{key}.client_id"), id)?,
+            _ => return Err(invalid(&key, "give exactly one of hw_address, client_id")),
+        };
+        if !inside(r.address) || u32::from(r.address) == net || u32::from(r.address) == bcast {
+            return Err(invalid(
+                format!("{key}.address"),
+                format!("{} is not a host address of {}", r.address, sc.cidr),
+            ));
+        }
+        if reservations.iter().any(|(_, a)| *a == r.address) {
+            return Err(invalid(
+                format!("{key}.address"),
+                format!("{} is reserved twice", r.address),
+            ));
+        }
+        if reservations.iter().any(|(ck, _)| *ck == client_key) {
+            return Err(invalid(
+                &key,
+                "this client already has a reservation in this subnet",
+            ));
+        }
+        reservations.push((client_key, r.address));
+    }
+
+    Ok(Subnet {
+        id: sc.id,
+        network,
+        prefix_len,
+        pools,
+        lease_time: sc.lease_time,
+        renew_time,
+        rebind_time,
+        options,
+        reservations,
+    })
+}
+
+impl Validated {
+    /// The fast path's read-only view.
+    pub fn fast_config(&self, server_mac: [u8; 6]) -> FastConfig {
+        let subnets: Vec<SubnetView> = self
+            .subnets
+            .iter()
+            .map(|s| SubnetView {
+                id: s.id,
+                network: s.network,
+                prefix_len: s.prefix_len,
+                lease_time: s.lease_time,
+                renew_time: s.renew_time,
+                rebind_time: s.rebind_time,
+                options: s.options.clone(),
+            })
+            .collect();
+        let local_subnet = subnets
+            .iter()
+            .position(|s| s.contains(self.raw.server.address));
+        FastConfig {
+            server_ip: self.raw.server.address,
+            server_mac,
+            authoritative: self.raw.server.authoritative,
+            subnets,
+            local_subnet,
+        }
+    }
+
+    /// The address ranges the lease map must cover: every pool, plus every
+    /// reserved address outside the pools.
+    pub fn lease_map_ranges(&self) -> Vec<(Ipv4Addr, u32)> {
+        let mut ranges: Vec<(Ipv4Addr, u32)> = Vec::new();
+        for s in &self.subnets {
+            for (f, l) in &s.pools {
+                ranges.push((*f, u32::from(*l) - u32::from(*f) + 1));
+            }
+            for (_, a) in &s.reservations {
+                if !s.in_pool(*a) {
+                    ranges.push((*a, 1));
+                }
+            }
+        }
+        ranges
+    }
+
+    /// The SQLite file path of a `sqlite://` URL.
+    pub fn sqlite_path(&self) -> String {
+        let url = &self.raw.storage.url;
+        url.trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+id = "t1"
+address = "10.0.0.1"
+interface = "eth1"
+
+[[subnet]]
+id = 1
+cidr = "10.0.0.0/24"
+pools = ["10.0.0.100-10.0.0.199"]
+routers = ["10.0.0.1"]
+dns_servers = ["10.0.0.53", "10.0.0.54"]
+domain_name = "example.net"
+[[subnet.option]]
+code = 42
+ips = ["10.0.0.123"]
+[[subnet.reservation]]
+hw_address = "02:00:00:00:00:01"
+address = "10.0.0.10"
+"#;
+
+    #[test]
+    fn good_config_yields_fast_view_and_ranges() {
+        let v = Config::parse(GOOD).unwrap();
+        let f = v.fast_config([2, 0, 0, 0, 0, 9]);
+        assert_eq!(f.local_subnet, Some(0));
+        let o = &f.subnets[0].options;
+        assert_eq!(
+            o.tlv(opt::SUBNET_MASK),
+            Some(&[1u8, 4, 255, 255, 255, 0][..])
+        );
+        assert_eq!(o.tlv(opt::DNS_SERVERS).unwrap().len(), 10);
+        assert_eq!(o.tlv(42), Some(&[42u8, 4, 10, 0, 0, 123][..]));
+        assert_eq!(f.subnets[0].renew_time, 1800);
+        assert_eq!(f.subnets[0].rebind_time, 3150);
+        let r = v.lease_map_ranges();
+        assert_eq!(
+            r,
+            vec![
+                (Ipv4Addr::new(10, 0, 0, 100), 100),
+                (Ipv4Addr::new(10, 0, 0, 10), 1)
+            ]
+        );
+        assert_eq!(v.subnets[0].reservations[0].0, vec![1, 2, 0, 0, 0, 0, 1]);
+    }
+
+    fn err_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn broken_configs_name_the_key() {
+        let e = err_of(&GOOD.replace("10.0.0.100-10.0.0.199", "10.0.0.199-10.0.0.100"));
+        assert!(e.starts_with("subnet[0].pools[0]: "), "{e}");
+        let e = err_of(&GOOD.replace("10.0.0.0/24", "10.0.0.0/33"));
+        assert!(e.starts_with("subnet[0].cidr: "), "{e}");
+        let e = err_of(&GOOD.replace("10.0.0.100-10.0.0.199", "10.0.1.100-10.0.1.199"));
+        assert!(e.contains("is not inside"), "{e}");
+        let e = err_of(&GOOD.replace("interface = \"eth1\"", "interface = \"eth1\"\nbogus = 1"));
+        assert!(e.contains("bogus"), "{e}");
+        let e = err_of(&GOOD.replace("address = \"10.0.0.1\"", "address = \"10.0.0.300\""));
+        assert!(e.contains("address"), "{e}");
+        let e = err_of(&GOOD.replace("code = 42", "code = 53"));
+        assert!(e.starts_with("subnet[0].option[0].code: "), "{e}");
+        let e = err_of(&GOOD.replace("02:00:00:00:00:01", "02:00:00"));
+        assert!(
+            e.starts_with("subnet[0].reservation[0].hw_address: "),
+            "{e}"
+        );
+        let e = err_of(&GOOD.replace("[server]", "[server]\nxdp_mode = \"turbo\""));
+        assert!(e.starts_with("server.xdp_mode: "), "{e}");
+        let e = err_of(&format!(
+            "{GOOD}\n[[subnet]]\nid = 1\ncidr = \"10.9.0.0/24\"\n"
+        ));
+        assert!(e.starts_with("subnet[1].id: "), "{e}");
+        let e = err_of(&format!(
+            "{GOOD}\n[[subnet]]\nid = 2\ncidr = \"10.0.0.0/16\"\n"
+        ));
+        assert!(e.starts_with("subnet[1].cidr: "), "{e}");
+        let e = err_of("not toml at all [");
+        assert!(e.contains("TOML") || e.contains("expected"), "{e}");
+    }
+}

@@ -1,0 +1,198 @@
+//! Starting and stopping the whole server: store, lease map, XDP program,
+//! AF_XDP workers, control plane and management socket.
+//!
+//! [`run`] takes the validated config and a shutdown signal (mini-redis
+//! style), so tests and the binary drive it the same way. Start order
+//! matters: leases are loaded into the map before any worker can answer,
+//! and sockets are registered in the XSKMAP only after their fill rings are
+//! full. Stop order is the reverse: the XDP program is detached first (new
+//! DHCP frames go back to the kernel), then the control plane stops taking
+//! allocations and flushes the write-behind, then workers exit.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use irondhcp_fastpath::lease_map::LeaseMap;
+use irondhcp_fastpath::worker::{Worker, WorkerShared};
+use irondhcp_fastpath::xsk::{raise_memlock_limit, XskConfig, XskSocket};
+use tokio::sync::{mpsc, watch};
+
+use crate::alloc::{Allocator, Timers};
+use crate::config::Validated;
+use crate::ctl::{self, CtlContext};
+use crate::plane::{self, Plane, PlaneStats};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{LeaseStore, StoreError};
+use crate::xdp::{XdpError, XdpMode, XdpProgram};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("lease store: {0}")]
+    Store(#[from] StoreError),
+    #[error("lease map: {0}")]
+    LeaseMap(#[from] irondhcp_fastpath::lease_map::LeaseMapError),
+    #[error("XDP: {0}")]
+    Xdp(#[from] XdpError),
+    #[error("AF_XDP socket on {iface} queue {queue}: {source}")]
+    Xsk {
+        iface: String,
+        queue: u32,
+        #[source]
+        source: irondhcp_fastpath::xsk::XskError,
+    },
+    #[error("interface {iface}: {source}")]
+    Interface {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Runs the server until `shutdown` turns true. Returns the control plane's
+/// final counters.
+pub async fn run(
+    cfg: Validated,
+    shutdown: watch::Receiver<bool>,
+) -> Result<PlaneStats, DaemonError> {
+    let s = cfg.raw.server.clone();
+    if let Err(e) = raise_memlock_limit() {
+        tracing::warn!(error = %e, "could not raise RLIMIT_MEMLOCK; UMEM and BPF maps may not fit");
+    }
+
+    // Storage first: the lease map is loaded before anything can answer.
+    let store = Arc::new(SqliteStore::open(&cfg.sqlite_path(), &s.id).await?);
+    let records = store.load().await?;
+    let leases = Arc::new(LeaseMap::new(&cfg.lease_map_ranges())?);
+    let timers = Timers {
+        offer_lifetime: s.offer_lifetime,
+        decline_probation: s.decline_probation,
+        reclaim_margin: s.write_behind_ms.div_ceil(1000) + u64::from(s.reclaim_grace),
+    };
+    let mut alloc = Allocator::new(cfg.subnets.clone(), leases.clone(), timers);
+    let live = alloc.load(&records, irondhcp_fastpath::unix_now());
+    tracing::info!(stored = records.len(), live, path = %cfg.sqlite_path(), "lease store loaded");
+
+    let mac = crate::netif::mac_of(&s.interface).map_err(|source| DaemonError::Interface {
+        iface: s.interface.clone(),
+        source,
+    })?;
+    let fast = Arc::new(cfg.fast_config(mac));
+
+    let mode = match s.xdp_mode.as_str() {
+        "native" => XdpMode::Native,
+        "generic" => XdpMode::Generic,
+        _ => XdpMode::Auto,
+    };
+    let mut xdp = XdpProgram::load(&s.interface, mode)?;
+    tracing::info!(interface = %s.interface, mode = %xdp.mode(), "XDP program attached");
+
+    // Channels: one shared request channel and one event channel into the
+    // control plane, one reply channel back to each worker.
+    let (alloc_tx, alloc_rx) = crossbeam_channel::bounded(s.channel_capacity);
+    let (event_tx, event_rx) = crossbeam_channel::bounded(s.channel_capacity * 4);
+    let mut reply_txs = Vec::new();
+    let mut shared = Vec::new();
+    let mut handles = Vec::new();
+    for (i, q) in s.queues.iter().enumerate() {
+        let sock = XskSocket::open(&s.interface, *q, &XskConfig::default()).map_err(|source| {
+            DaemonError::Xsk {
+                iface: s.interface.clone(),
+                queue: *q,
+                source,
+            }
+        })?;
+        xdp.register_socket(*q, sock.fd())?;
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(s.channel_capacity);
+        let sh = Arc::new(WorkerShared::new(i as u16).map_err(io("eventfd"))?);
+        let worker = Worker {
+            socket: sock,
+            cfg: fast.clone(),
+            leases: leases.clone(),
+            shared: sh.clone(),
+            core: s.cores.get(i).copied(),
+            to_control: alloc_tx.clone(),
+            events: event_tx.clone(),
+            replies: reply_rx,
+        };
+        handles.push(worker.spawn().map_err(io("spawning a worker"))?);
+        reply_txs.push(reply_tx);
+        shared.push(sh);
+    }
+    drop(alloc_tx);
+    drop(event_tx);
+
+    let (plane_tx, plane_rx) = mpsc::channel(s.channel_capacity);
+    let bridge =
+        plane::spawn_bridge(alloc_rx, event_rx, plane_tx).map_err(io("spawning the bridge"))?;
+    let (query_tx, query_rx) = mpsc::channel(16);
+    let xdp = Arc::new(Mutex::new(Some(xdp)));
+    let ctl_task = tokio::spawn(ctl::serve(
+        PathBuf::from(&s.control_socket),
+        CtlContext {
+            queries: query_tx,
+            workers: shared.clone(),
+            xdp: xdp.clone(),
+            server_id: s.id.clone(),
+        },
+        shutdown.clone(),
+    ));
+    let plane = Plane::new(
+        alloc,
+        store.clone(),
+        reply_txs,
+        shared.clone(),
+        Duration::from_millis(s.write_behind_ms),
+        Duration::from_secs(u64::from(s.reclaim_interval)),
+    );
+    tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
+
+    // The plane runs until shutdown; then it has flushed the write-behind.
+    let mut plane_shutdown = shutdown.clone();
+    let (plane_stop_tx, plane_stop_rx) = watch::channel(false);
+    let plane_task = tokio::spawn(plane.run(plane_rx, query_rx, plane_stop_rx));
+    let _ = plane_shutdown.wait_for(|v| *v).await;
+    tracing::info!("shutting down: detaching XDP, flushing leases");
+
+    // 1. Detach: DHCP frames go back to the kernel from now on.
+    if let Ok(mut g) = xdp.lock() {
+        g.take();
+    }
+    // 2. Stop workers; their senders drop, which ends the bridge.
+    for sh in &shared {
+        sh.stop();
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    // 3. The bridge ends once it has forwarded everything the workers
+    //    queued; then the plane applies it, flushes and stops.
+    let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+    let _ = plane_stop_tx.send(true);
+    let stats = plane_task.await.unwrap_or_default();
+    let _ = ctl_task.await;
+    store.close().await;
+    if stats.write_behind_pending > 0 {
+        tracing::error!(
+            pending = stats.write_behind_pending,
+            "lease writes could not be persisted at shutdown"
+        );
+    }
+    tracing::info!(
+        acks = stats.acks,
+        commits = stats.commits,
+        "irondhcp stopped"
+    );
+    Ok(stats)
+}

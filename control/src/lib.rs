@@ -1,0 +1,19 @@
+//! The irondhcp control plane and daemon.
+//!
+//! The fast path (crate `irondhcp-fastpath`) answers everything it can from
+//! memory; this crate owns what needs agreement and durability: the config
+//! ([`config`]), the allocation engine ([`alloc`]), the lease store
+//! ([`store`]), the control-plane task that commits new leases in batches and
+//! persists renewals write-behind ([`plane`]), the XDP program loader
+//! ([`xdp`]), the management socket ([`ctl`]) and the daemon that wires them
+//! together ([`daemon`]).
+
+pub mod alloc;
+pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod netif;
+pub mod plane;
+pub mod store;
+pub mod testbed;
+pub mod xdp;

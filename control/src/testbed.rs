@@ -1,0 +1,439 @@
+//! A throw-away network testbed in network namespaces, for the demo and the
+//! end-to-end tests.
+//!
+//! Each [`Testbed`] creates two namespaces with names unique to this process
+//! and call (so tests can run in parallel), joined by a veth pair: the server
+//! end carries the server address and the XDP program, the client end is
+//! where real DHCP clients (or perfdhcp) run. Everything is removed on drop,
+//! even when a test panics. Readiness is observed, never slept for: the
+//! daemon is ready when its management socket answers.
+//!
+//! Requires root (namespaces, veth, XDP). Traffic never leaves the
+//! namespaces: the addresses are from the benchmarking range 198.18.0.0/15
+//! (RFC 2544) and exist only inside them.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The served subnet on the veth link.
+pub const SUBNET: &str = "198.18.0.0/16";
+pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The address a relay (or perfdhcp, which acts as one) uses on the link.
+pub const RELAY_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// A subnet behind the relay; the relay's giaddr there.
+pub const RELAY_SUBNET: &str = "198.19.0.0/24";
+pub const RELAY_GIADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, failing with its stderr when it exits non-zero.
+pub fn run(cmd: &mut Command) -> io::Result<Output> {
+    let out = cmd.stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{:?} failed ({}): {}",
+            cmd,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(out)
+}
+
+fn ip(args: &[&str]) -> io::Result<Output> {
+    run(Command::new("ip").args(args))
+}
+
+/// Fails unless running as root, with a message saying why it matters.
+pub fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "{what} needs root (network namespaces, veth, XDP); run the suite as root via `cargo xtask test`");
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(name: String) -> io::Result<Self> {
+        ip(&["netns", "add", &name])?;
+        // `ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf over
+        // /etc/resolv.conf: DHCP client scripts then write there, never to
+        // the host's file.
+        let etc = format!("/etc/netns/{name}");
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(format!("{etc}/resolv.conf"), "")?;
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `argv` inside the namespace, failing on a non-zero exit.
+    pub fn exec(&self, argv: &[&str]) -> io::Result<Output> {
+        let mut c = self.command(argv[0]);
+        c.args(&argv[1..]);
+        run(&mut c)
+    }
+}
+
+impl Netns {
+    /// Runs `f` on a thread that has entered this namespace (setns is per
+    /// thread), so tests can open sockets inside it.
+    pub fn run_inside<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let path = format!("/run/netns/{}", self.name);
+        let file = std::fs::File::open(&path)?;
+        std::thread::spawn(move || {
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace file we hold open; affects only
+            // this new thread.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Kill whatever is left inside (clients that daemonised).
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    if let Ok(p) = pid.parse::<i32>() {
+                        // SAFETY: plain kill(2).
+                        unsafe { libc::kill(p, libc::SIGKILL) };
+                    }
+                }
+            });
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+/// Options of a testbed.
+#[derive(Debug, Clone)]
+pub struct TestbedOptions {
+    /// Extra TOML appended to the `[server]` table.
+    pub server_extra: String,
+    /// Extra TOML appended after the subnets.
+    pub tail: String,
+    pub pool: String,
+    pub lease_time: u32,
+    /// Whether the client end gets an address (perfdhcp needs one).
+    pub client_ip: Option<&'static str>,
+    /// Add the relayed subnet 198.51.100.0/24 (id 2).
+    pub relay_subnet: bool,
+}
+
+impl Default for TestbedOptions {
+    fn default() -> Self {
+        Self {
+            server_extra: String::new(),
+            tail: String::new(),
+            pool: "198.18.1.0-198.18.255.254".into(),
+            lease_time: 3600,
+            client_ip: None,
+            relay_subnet: false,
+        }
+    }
+}
+
+/// Two namespaces over a veth pair, a config file, and the daemon.
+pub struct Testbed {
+    pub server: Netns,
+    pub client: Netns,
+    pub srv_if: String,
+    pub cli_if: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+    pub log: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Testbed {
+    pub fn new(opts: &TestbedOptions) -> io::Result<Self> {
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let tag = format!("{}{}", pid % 100_000, n);
+        let server = Netns::new(format!("irondhcp-{tag}-srv"))?;
+        let client = Netns::new(format!("irondhcp-{tag}-cli"))?;
+        // Interface names are at most 15 bytes.
+        let srv_if = format!("ids{tag}");
+        let cli_if = format!("idc{tag}");
+        // Equal queue counts on both ends: native XDP on veth needs at
+        // least as many RX queues as the peer has TX queues.
+        ip(&[
+            "link",
+            "add",
+            &srv_if,
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &cli_if,
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+        ])?;
+        ip(&["link", "set", &srv_if, "netns", &server.name])?;
+        ip(&["link", "set", &cli_if, "netns", &client.name])?;
+        server.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{SERVER_IP}/16"),
+            "dev",
+            &srv_if,
+        ])?;
+        server.exec(&["ip", "link", "set", &srv_if, "up"])?;
+        client.exec(&["ip", "link", "set", &cli_if, "up"])?;
+        // A sender on a veth leaves UDP checksums to offload; AF_XDP
+        // receives the frame before anyone finishes them.
+        let _ = client.exec(&["ethtool", "-K", &cli_if, "tx", "off"]);
+        if let Some(addr) = opts.client_ip {
+            client.exec(&["ip", "addr", "add", addr, "dev", &cli_if])?;
+        }
+        if opts.relay_subnet {
+            // Replies to the relay's giaddr leave via the veth.
+            server.exec(&[
+                "ip",
+                "route",
+                "add",
+                RELAY_SUBNET,
+                "via",
+                &RELAY_IP.to_string(),
+            ])?;
+        }
+
+        let dir = std::env::temp_dir().join(format!("irondhcp-testbed-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let socket = dir.join("control.sock");
+        let db = dir.join("leases.sqlite3");
+        let config = dir.join("irondhcp.toml");
+        let relay = if opts.relay_subnet {
+            format!(
+                "\n[[subnet]]\nid = 2\ncidr = \"{RELAY_SUBNET}\"\npools = [\"198.19.0.10-198.19.0.200\"]\nlease_time = {}\nrouters = [\"{RELAY_GIADDR}\"]\n",
+                opts.lease_time
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            r#"[server]
+id = "testbed-{tag}"
+address = "{SERVER_IP}"
+interface = "{srv_if}"
+queues = [0]
+xdp_mode = "native"
+control_socket = "{socket}"
+{server_extra}
+
+[storage]
+url = "sqlite://{db}"
+
+[[subnet]]
+id = 1
+cidr = "{SUBNET}"
+pools = ["{pool}"]
+lease_time = {lease}
+routers = ["{SERVER_IP}"]
+dns_servers = ["{SERVER_IP}"]
+domain_name = "testbed.example"
+{relay}
+{tail}
+"#,
+            socket = socket.display(),
+            server_extra = opts.server_extra,
+            db = db.display(),
+            pool = opts.pool,
+            lease = opts.lease_time,
+            tail = opts.tail,
+        );
+        std::fs::write(&config, text)?;
+        let log = dir.join("irondhcp.log");
+        Ok(Self {
+            server,
+            client,
+            srv_if,
+            cli_if,
+            dir,
+            config,
+            socket,
+            db,
+            log,
+            daemon: None,
+        })
+    }
+
+    /// Starts `irondhcp` (the binary at `bin`) in the server namespace and
+    /// waits until its management socket answers.
+    pub fn start_daemon(&mut self, bin: &Path) -> io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = self.server.command(&bin.display().to_string());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .env(
+                "IRONDHCP_LOG",
+                std::env::var("IRONDHCP_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let _ = std::fs::remove_file(&self.socket);
+        let mut child = cmd.spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "irondhcp exited during start ({status}); log:\n{}",
+                    self.log_text()
+                )));
+            }
+            if self.ctl("stats").is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(io::Error::other(format!(
+                    "irondhcp not ready after 30 s; log:\n{}",
+                    self.log_text()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.daemon = Some(child);
+        Ok(())
+    }
+
+    /// SIGTERM and wait (graceful stop). Returns the exit status.
+    pub fn stop_daemon(&mut self) -> io::Result<std::process::ExitStatus> {
+        let mut child = self
+            .daemon
+            .take()
+            .ok_or_else(|| io::Error::other("no daemon running"))?;
+        // `ip netns exec` execs the program, so the child pid is irondhcp.
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(io::Error::other(
+                    "irondhcp did not stop within 20 s of SIGTERM",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill_daemon(&mut self) -> io::Result<()> {
+        let mut child = self
+            .daemon
+            .take()
+            .ok_or_else(|| io::Error::other("no daemon running"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Whether the daemon process is still alive.
+    pub fn daemon_alive(&mut self) -> bool {
+        matches!(self.daemon.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// One management command, answered as JSON.
+    pub fn ctl(&self, command: &str) -> io::Result<serde_json::Value> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                crate::ctl::query(&self.socket, command),
+            )
+            .await
+            .map_err(|_| io::Error::other("management socket timed out"))?
+        })
+    }
+
+    /// Polls `cond` every 50 ms until it holds or `timeout` passes.
+    pub fn wait_for(&self, timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cond()
+    }
+
+    /// The daemon's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// IPv4 addresses on the client interface (or `ifname` in the client
+    /// namespace).
+    pub fn client_addrs(&self, ifname: &str) -> Vec<Ipv4Addr> {
+        let out = self
+            .client
+            .exec(&["ip", "-4", "-o", "addr", "show", "dev", ifname])
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        out.split_whitespace()
+            .filter_map(|w| w.split('/').next().and_then(|a| a.parse().ok()))
+            .collect()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.daemon.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting the namespaces (fields drop after this) removes the veth.
+        if std::env::var_os("IRONDHCP_KEEP_TESTBED").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

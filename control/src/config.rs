@@ -395,7 +395,7 @@ fn parse_hex(key: &str, s: &str) -> Result<Vec<u8>, ConfigError> {
         .chars()
         .filter(|c| !matches!(c, ':' | '-' | ' '))
         .collect();
-    if clean.is_empty() || clean.len() % 2 != 0 {
+    if clean.is_empty() || !clean.len().is_multiple_of(2) {
         return Err(invalid(
             key,
             format!("{s:?} is not an even number of hex digits"),
@@ -685,6 +685,13 @@ address = "10.0.0.10"
             ]
         );
         assert_eq!(v.subnets[0].reservations[0].0, vec![1, 2, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn documented_example_config_is_valid() {
+        let v = Config::parse(include_str!("../../docs/irondhcp.example.toml")).unwrap();
+        assert_eq!(v.subnets.len(), 2);
+        assert_eq!(v.subnets[0].reservations.len(), 2);
     }
 
     fn err_of(text: &str) -> String {

@@ -419,8 +419,13 @@ domain_name = "testbed.example"
             .exec(&["ip", "-4", "-o", "addr", "show", "dev", ifname])
             .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
             .unwrap_or_default();
-        out.split_whitespace()
-            .filter_map(|w| w.split('/').next().and_then(|a| a.parse().ok()))
+        // Lines look like "2: if inet 198.18.1.7/16 brd 198.18.255.255 ...":
+        // the address is the word after "inet".
+        out.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace().skip_while(|w| *w != "inet");
+                w.nth(1)?.split('/').next()?.parse().ok()
+            })
             .collect()
     }
 }

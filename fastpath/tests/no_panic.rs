@@ -37,7 +37,7 @@ impl Rng {
     }
 }
 
-const ITERATIONS: usize = 1_000_000;
+const ITERATIONS: usize = 3_000_000;
 const BUF: usize = 1600;
 
 /// Offsets of the length fields an attacker would corrupt, for an untagged

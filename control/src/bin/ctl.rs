@@ -76,13 +76,13 @@ fn print_stats(v: &Value) {
     for p in v["pools"].as_array().into_iter().flatten() {
         println!(
             "{:<6} {:<18} {:>8} {:>9} {:>9} {:>8} {:>8}",
-            p["subnet_id"],
+            p["subnet_id"].to_string(),
             p["subnet"].as_str().unwrap_or(""),
-            p["total"],
-            p["assigned"],
-            p["declined"],
-            p["offered"],
-            p["free"]
+            p["total"].to_string(),
+            p["assigned"].to_string(),
+            p["declined"].to_string(),
+            p["offered"].to_string(),
+            p["free"].to_string()
         );
     }
     let pk = &v["packets"];
@@ -132,7 +132,7 @@ fn print_leases(v: &Value) {
         println!(
             "{:<16} {:<6} {:<18} {:<9} {:>11}s  {}",
             l["address"].as_str().unwrap_or(""),
-            l["subnet_id"],
+            l["subnet_id"].to_string(),
             l["hw_address"].as_str().unwrap_or("-"),
             l["state"].as_str().unwrap_or(""),
             l["expiry"].as_i64().unwrap_or(0) - now,

@@ -89,6 +89,12 @@ fn perfdhcp_1000_per_second_no_drops_no_duplicates() {
     assert_eq!(distinct.len(), leased.len(), "an address appears twice");
     let stats = tb.ctl("stats").expect("stats");
     assert_eq!(stats["control"]["naks"], 0, "{stats}");
+    // Every DHCP frame went through XDP to the AF_XDP socket.
+    assert!(
+        stats["xdp"]["redirected"].as_u64().unwrap_or(0) >= d_sent + r_sent,
+        "{stats}"
+    );
+    assert_eq!(stats["xdp"]["no_socket"], 0, "{stats}");
     assert_eq!(
         stats["pools"][0]["assigned"].as_u64(),
         Some(leased.len() as u64),

@@ -50,6 +50,15 @@ fn restart_keeps_lease(kill: bool) {
     } else {
         let st = tb.stop_daemon().expect("SIGTERM");
         assert!(st.success(), "graceful stop exited with {st}");
+        let link = tb
+            .server
+            .exec(&["ip", "-d", "link", "show", "dev", &tb.srv_if])
+            .expect("ip link");
+        let link = String::from_utf8_lossy(&link.stdout);
+        assert!(
+            !link.contains("prog/xdp"),
+            "XDP still attached after SIGTERM:\n{link}"
+        );
     }
     tb.start_daemon(&daemon_bin()).expect("restart irondhcp");
     let leases = tb.ctl("leases").expect("leases");

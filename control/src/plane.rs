@@ -300,3 +300,120 @@ impl<S: LeaseStore> Plane<S> {
         self.flush(Vec::new()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::Timers;
+    use crate::config::Config;
+    use crate::store::{LeaseRecord, StoreError};
+    use irondhcp_fastpath::channel::{key_hash, ClientKey};
+    use irondhcp_fastpath::lease_map::LeaseMap;
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
+
+    /// A store double that fails while `down` is set and records what it
+    /// committed (unit test only; the real stores are tested on real files).
+    #[derive(Default)]
+    struct FlakyStore {
+        down: Mutex<bool>,
+        committed: Mutex<Vec<LeaseWrite>>,
+    }
+
+    impl LeaseStore for FlakyStore {
+        async fn load(&self) -> Result<Vec<LeaseRecord>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn apply(&self, writes: &[LeaseWrite], _now: u64) -> Result<Vec<bool>, StoreError> {
+            if *self.down.lock().unwrap() {
+                return Err(StoreError::BadRow("store is down".into()));
+            }
+            self.committed
+                .lock()
+                .unwrap()
+                .extend(writes.iter().cloned());
+            Ok(vec![true; writes.len()])
+        }
+    }
+
+    fn plane(
+        store: Arc<FlakyStore>,
+    ) -> (Plane<FlakyStore>, crossbeam_channel::Receiver<AllocReply>) {
+        let v = Config::parse(
+            "[server]\naddress = \"10.0.0.1\"\ninterface = \"x\"\n[[subnet]]\nid = 1\ncidr = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.20\"]\n",
+        )
+        .unwrap();
+        let map = Arc::new(LeaseMap::new(&v.lease_map_ranges()).unwrap());
+        let timers = Timers {
+            offer_lifetime: 30,
+            decline_probation: 60,
+            reclaim_margin: 61,
+        };
+        let alloc = Allocator::new(v.subnets.clone(), map, timers);
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let shared = Arc::new(WorkerShared::new(0).unwrap());
+        let p = Plane::new(
+            alloc,
+            store,
+            vec![tx],
+            vec![shared],
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        );
+        (p, rx)
+    }
+
+    fn request(addr: Ipv4Addr) -> Input {
+        Input::Alloc(Box::new(AllocRequest {
+            worker: 0,
+            kind: AllocKind::Request,
+            subnet: 0,
+            client_key: ClientKey::new(b"client"),
+            hw_addr: [2, 0, 0, 0, 0, 1],
+            requested: Some(addr),
+            frame: FrameBuf::copy_from(&[0u8; 64]).unwrap(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn store_outage_withholds_acks_and_keeps_write_behind() {
+        let store = Arc::new(FlakyStore::default());
+        let (mut p, replies) = plane(store.clone());
+        let addr = Ipv4Addr::new(10, 0, 0, 15);
+
+        // A grant while the store is down: no ACK, nothing in the map.
+        *store.down.lock().unwrap() = true;
+        p.process(&mut vec![request(addr)]).await;
+        assert!(replies.try_recv().is_err(), "no ACK without a commit");
+        assert!(p.alloc.stats(0)[0].assigned == 0);
+
+        // Store back: the retransmitted REQUEST is committed, then ACKed.
+        *store.down.lock().unwrap() = false;
+        p.process(&mut vec![request(addr)]).await;
+        let rep = replies.try_recv().expect("ACK after the commit");
+        assert!(matches!(rep.decision, AllocDecision::Ack { addr: a, .. } if a == addr));
+
+        // A renewal answered from memory while the store is down is kept
+        // and persisted once the store returns.
+        *store.down.lock().unwrap() = true;
+        let kh = key_hash(1, b"client");
+        let expiry = unix_now() + 10_000;
+        p.process(&mut vec![Input::Event(FastEvent::Renewed {
+            subnet: 0,
+            addr,
+            key_hash: kh,
+            expiry,
+        })])
+        .await;
+        p.flush(Vec::new()).await;
+        assert_eq!(p.pending.len(), 1, "write-behind kept through the outage");
+        *store.down.lock().unwrap() = false;
+        p.flush(Vec::new()).await;
+        assert!(p.pending.is_empty());
+        let committed = store.committed.lock().unwrap();
+        assert!(committed
+            .iter()
+            .any(|w| matches!(w, LeaseWrite::Extend { expiry: e, .. } if *e == expiry)));
+        assert_eq!(p.stats.store_errors, 2);
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use irondhcp_control::testbed::{Testbed, TestbedOptions};
 
-use crate::{db_row, events, started, stat, udhcpc_script, LONG};
+use crate::{db_row, events, spawn_udhcpc, started, stat, LONG};
 
 /// Lease 20 s, so T1 (renewal) comes after 10 s.
 fn short_leases() -> TestbedOptions {
@@ -101,25 +101,7 @@ fn dhclient_obtains_renews_and_releases() {
 #[test]
 fn udhcpc_obtains_renews_and_releases() {
     let tb = started(&short_leases());
-    let (script, ev) = udhcpc_script(&tb);
-    let mut child = tb
-        .client
-        .command("udhcpc")
-        .args([
-            "-f",
-            "-i",
-            &tb.cli_if,
-            "-s",
-            &script.display().to_string(),
-            "-t",
-            "10",
-            "-T",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start udhcpc");
+    let (mut child, ev) = spawn_udhcpc(&tb);
     let addr = wait_addr(&tb);
     let row = db_row(&tb.db, &addr).expect("lease in the lease file");
     assert_eq!(row.1, "leased");

@@ -90,6 +90,31 @@ pub fn udhcpc_script(tb: &Testbed) -> (PathBuf, PathBuf) {
     (script, events)
 }
 
+/// Starts udhcpc in the foreground on the client interface (it renews at
+/// T1 and releases on SIGUSR2); returns it and its event log.
+pub fn spawn_udhcpc(tb: &Testbed) -> (std::process::Child, PathBuf) {
+    let (script, ev) = udhcpc_script(tb);
+    let child = tb
+        .client
+        .command("udhcpc")
+        .args([
+            "-f",
+            "-i",
+            &tb.cli_if,
+            "-s",
+            &script.display().to_string(),
+            "-t",
+            "20",
+            "-T",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start udhcpc");
+    (child, ev)
+}
+
 /// Lines of a client event log.
 pub fn events(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

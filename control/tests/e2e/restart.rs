@@ -1,36 +1,16 @@
 //! Leases survive a graceful restart and a `kill -9`: a client that renews
 //! after the restart keeps its address, answered from the reloaded map.
 
-use std::process::Stdio;
-
 use irondhcp_control::testbed::TestbedOptions;
 
-use crate::{daemon_bin, db_row, events, started, stat, udhcpc_script, LONG};
+use crate::{daemon_bin, db_row, events, spawn_udhcpc, started, stat, LONG};
 
 fn restart_keeps_lease(kill: bool) {
     let mut tb = started(&TestbedOptions {
         lease_time: 20,
         ..TestbedOptions::default()
     });
-    let (script, ev) = udhcpc_script(&tb);
-    let mut client = tb
-        .client
-        .command("udhcpc")
-        .args([
-            "-f",
-            "-i",
-            &tb.cli_if,
-            "-s",
-            &script.display().to_string(),
-            "-t",
-            "20",
-            "-T",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start udhcpc");
+    let (mut client, ev) = spawn_udhcpc(&tb);
     let mut bound = None;
     let ok = tb.wait_for(LONG, || {
         bound = events(&ev)

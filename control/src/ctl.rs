@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use irondhcp_fastpath::counters::{CounterSnapshot, DropReason, MESSAGE_TYPE_NAMES};
+use irondhcp_fastpath::lease_map::LeaseMap;
 use irondhcp_fastpath::worker::WorkerShared;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -33,6 +34,7 @@ pub struct CtlContext {
     pub queries: mpsc::Sender<Query>,
     pub workers: Vec<Arc<WorkerShared>>,
     pub xdp: Arc<Mutex<Option<XdpProgram>>>,
+    pub leases: Arc<LeaseMap>,
     pub server_id: String,
 }
 
@@ -134,6 +136,12 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                     "reply_drops": plane.reply_drops,
                 },
                 "packets": packet_counters(&ctx.workers),
+                "lease_map": {
+                    "leases": ctx.leases.len(),
+                    "capacity": ctx.leases.capacity(),
+                    "bytes": ctx.leases.memory_bytes(),
+                },
+                "process": process_memory(),
                 "xdp": xdp.map(|c| json!({
                     "redirected": c.redirected, "passed": c.passed,
                     "malformed": c.malformed, "no_socket": c.no_socket,
@@ -154,6 +162,16 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
             json!({"result": 2, "text": format!("unknown command {other:?}; known: stats, leases")})
         }
     }
+}
+
+/// Resident and peak memory of this process, from /proc/self/status.
+fn process_memory() -> Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    json!({ "rss_kib": kib("VmRSS:"), "peak_rss_kib": kib("VmHWM:") })
 }
 
 /// Sends one command and returns the response (for `irondhcp-ctl` and tests).

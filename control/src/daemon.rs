@@ -144,6 +144,7 @@ pub async fn run(
             queries: query_tx,
             workers: shared.clone(),
             xdp: xdp.clone(),
+            leases: leases.clone(),
             server_id: s.id.clone(),
         },
         shutdown.clone(),

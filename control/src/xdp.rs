@@ -29,7 +29,7 @@ use aya::{
 };
 use irondhcp_xdp_common::{
     COUNTERS_MAP, COUNTER_MALFORMED, COUNTER_NO_SOCKET, COUNTER_PASSED, COUNTER_REDIRECTED,
-    PROGRAM_NAME, XSKS_MAP, XSKS_MAX_ENTRIES,
+    DHCP_SERVER_PORT, PROGRAM_NAME, REDIRECT_PORT_GLOBAL, XSKS_MAP, XSKS_MAX_ENTRIES,
 };
 
 /// The XDP program object (ELF), embedded at build time; empty when the
@@ -198,7 +198,13 @@ impl XdpProgram {
     /// Loads the program and attaches it to `iface` in `mode`
     /// ([`XdpMode::Auto`]: native, falling back to generic).
     pub fn load(iface: &str, mode: XdpMode) -> Result<Self, XdpError> {
-        let mut this = Self::load_unattached()?;
+        Self::load_for_port(iface, mode, DHCP_SERVER_PORT)
+    }
+
+    /// Like [`XdpProgram::load`], steering UDP destination `port` instead of
+    /// 67 (the load generator steers 68, the client port, to its sockets).
+    pub fn load_for_port(iface: &str, mode: XdpMode, port: u16) -> Result<Self, XdpError> {
+        let mut this = Self::load_with(port)?;
         this.attach(iface, mode)?;
         Ok(this)
     }
@@ -206,11 +212,16 @@ impl XdpProgram {
     /// Loads the program and its maps into the kernel without attaching it
     /// anywhere: for [`XdpProgram::test_run`] and [`XdpProgram::program_fd`].
     pub fn load_unattached() -> Result<Self, XdpError> {
+        Self::load_with(DHCP_SERVER_PORT)
+    }
+
+    fn load_with(port: u16) -> Result<Self, XdpError> {
         if XDP_OBJECT.is_empty() {
             return Err(XdpError::NotBuilt);
         }
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
+            .override_global(REDIRECT_PORT_GLOBAL, &port, true)
             .load(XDP_OBJECT)
             .map_err(|e| XdpError::Load(Box::new(e)))?;
         program_mut(&mut ebpf)?

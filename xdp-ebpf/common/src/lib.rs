@@ -44,3 +44,11 @@ pub const COUNTER_COUNT: u32 = 4;
 
 /// UDP destination port of a DHCPv4 server (BOOTP server port, RFC 2131).
 pub const DHCP_SERVER_PORT: u16 = 67;
+
+/// UDP destination port of a DHCPv4 client (BOOTP client port).
+pub const DHCP_CLIENT_PORT: u16 = 68;
+
+/// Name of the program's global that holds the UDP destination port it
+/// steers (default [`DHCP_SERVER_PORT`]); the load generator sets it to
+/// [`DHCP_CLIENT_PORT`] at load time to receive replies on AF_XDP.
+pub const REDIRECT_PORT_GLOBAL: &str = "REDIRECT_PORT";

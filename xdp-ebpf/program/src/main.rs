@@ -94,7 +94,20 @@ fn try_irondhcp_xdp(ctx: &XdpContext) -> Result<u32, ()> {
     }
 }
 
-/// `Ok(())` when the frame is IPv4/UDP to port 67 (first fragment or
+/// The UDP destination port to steer: 67 for the server. A global, so user
+/// space can set it at load time (the load generator steers 68, the client
+/// port); read volatile so the compiler keeps the load instead of folding in
+/// the default.
+#[no_mangle]
+static REDIRECT_PORT: u16 = DHCP_SERVER_PORT;
+
+#[inline(always)]
+fn redirect_port() -> u16 {
+    // SAFETY: reading a plain static that the loader may have rewritten.
+    unsafe { core::ptr::read_volatile(&REDIRECT_PORT) }
+}
+
+/// `Ok(())` when the frame is IPv4/UDP to port 67 (or the configured port) (first fragment or
 /// unfragmented), with at most one 802.1Q tag.
 #[inline(always)]
 fn classify(ctx: &XdpContext) -> Result<(), Verdict> {
@@ -144,7 +157,7 @@ fn classify(ctx: &XdpContext) -> Result<(), Verdict> {
     if ctx.data() + l3 + total_len > ctx.data_end() {
         return Err(Verdict::Malformed);
     }
-    if u16::from_be_bytes([udp[2], udp[3]]) != DHCP_SERVER_PORT {
+    if u16::from_be_bytes([udp[2], udp[3]]) != redirect_port() {
         return Err(Verdict::NotDhcp);
     }
     Ok(())

@@ -14,6 +14,13 @@
 //! the address it asked for, then a randomised free address (a random start
 //! and a linear probe, so servers sharing a pool later do not collide on the
 //! same low addresses).
+//!
+//! Memory is laid out for a million leases in well under 256 MiB: owners
+//! live in one dense table parallel to the lease map's slots (48 bytes an
+//! address, client keys of up to 22 bytes stored inline), and the client
+//! indexes map a 64-bit key hash to a slot number. A hash hit is always
+//! checked against the owner's full key, so a collision is a miss, never a
+//! wrong answer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -39,6 +46,7 @@ pub struct Timers {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OwnerState {
+    Free,
     Offered,
     /// A grant is in the store's current batch.
     Committing,
@@ -46,15 +54,59 @@ enum OwnerState {
     Declined,
 }
 
+/// A client key, inline when short (MAC keys are 7 bytes, RFC 4361 client
+/// ids about 19): no heap allocation per lease in the common case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyBuf {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBuf {
+    const EMPTY: KeyBuf = KeyBuf::Inline {
+        len: 0,
+        bytes: [0; 22],
+    };
+
+    fn new(k: &[u8]) -> Self {
+        if k.len() <= 22 {
+            let mut bytes = [0u8; 22];
+            bytes[..k.len()].copy_from_slice(k);
+            KeyBuf::Inline {
+                len: k.len() as u8,
+                bytes,
+            }
+        } else {
+            KeyBuf::Heap(k.into())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBuf::Inline { len, bytes } => &bytes[..*len as usize],
+            KeyBuf::Heap(b) => b,
+        }
+    }
+}
+
+/// The owner of one address slot.
 #[derive(Debug, Clone)]
 struct Owner {
-    subnet: u16,
-    key: Box<[u8]>,
-    hw: Option<[u8; 6]>,
-    state: OwnerState,
+    key: KeyBuf,
     /// Lease/quarantine expiry, or the offer's end.
     expiry: u64,
+    hw: Option<[u8; 6]>,
+    subnet: u16,
+    state: OwnerState,
 }
+
+const FREE: Owner = Owner {
+    key: KeyBuf::EMPTY,
+    expiry: 0,
+    hw: None,
+    subnet: 0,
+    state: OwnerState::Free,
+};
 
 /// Per-subnet counts for `irondhcp-ctl stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -82,33 +134,42 @@ pub struct Allocator {
     subnets: Vec<Subnet>,
     leases: Arc<LeaseMap>,
     timers: Timers,
-    owners: HashMap<Ipv4Addr, Owner>,
-    by_client: HashMap<(u16, Box<[u8]>), Ipv4Addr>,
-    previous: HashMap<(u16, Box<[u8]>), Ipv4Addr>,
-    reserved: HashMap<(u16, Box<[u8]>), Ipv4Addr>,
+    /// Parallel to the lease map's slots.
+    owners: Vec<Owner>,
+    /// Key hash (subnet and key) → slot of the client's lease or offer.
+    by_client: HashMap<u64, u32>,
+    /// Key hash → slot of the address the client had last.
+    previous: HashMap<u64, u32>,
+    /// Key hash → reserved address.
+    reserved: HashMap<u64, Ipv4Addr>,
     reserved_addrs: HashSet<Ipv4Addr>,
-    /// (due, address): when to look at an owner again (lazy: stale entries
-    /// are re-pushed or dropped when popped).
-    due: BinaryHeap<Reverse<(u64, Ipv4Addr)>>,
+    /// (due, slot): when to look at an owner again (lazy: stale entries are
+    /// re-pushed or dropped when popped). Seconds fit u32 until 2106.
+    due: BinaryHeap<Reverse<(u32, u32)>>,
     /// Requests refused because the pool was empty.
     pub exhausted: u64,
+}
+
+fn secs32(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
 }
 
 impl Allocator {
     pub fn new(subnets: Vec<Subnet>, leases: Arc<LeaseMap>, timers: Timers) -> Self {
         let mut reserved = HashMap::new();
         let mut reserved_addrs = HashSet::new();
-        for (i, s) in subnets.iter().enumerate() {
+        for s in &subnets {
             for (k, a) in &s.reservations {
-                reserved.insert((i as u16, k.clone().into_boxed_slice()), *a);
+                reserved.insert(key_hash(s.id, k), *a);
                 reserved_addrs.insert(*a);
             }
         }
+        let owners = vec![FREE; leases.capacity()];
         Self {
             subnets,
             leases,
             timers,
-            owners: HashMap::new(),
+            owners,
             by_client: HashMap::new(),
             previous: HashMap::new(),
             reserved,
@@ -129,37 +190,60 @@ impl Allocator {
         key_hash(self.subnets[subnet as usize].id, key)
     }
 
+    fn slot(&self, addr: Ipv4Addr) -> Option<u32> {
+        self.leases.slot_index(addr).map(|i| i as u32)
+    }
+
+    fn addr(&self, slot: u32) -> Ipv4Addr {
+        self.leases
+            .slot_address(slot as usize)
+            .unwrap_or(Ipv4Addr::UNSPECIFIED)
+    }
+
+    fn owner(&self, addr: Ipv4Addr) -> Option<&Owner> {
+        let o = &self.owners[self.slot(addr)? as usize];
+        (o.state != OwnerState::Free).then_some(o)
+    }
+
+    /// The slot the client (by key hash) holds, verified against its key.
+    fn client_slot(&self, si: u16, key: &[u8]) -> Option<u32> {
+        let s = *self.by_client.get(&self.hash(si, key))?;
+        let o = &self.owners[s as usize];
+        (o.state != OwnerState::Free && o.subnet == si && o.key.as_slice() == key).then_some(s)
+    }
+
     /// Rebuilds the state from stored leases (at start). Returns how many
     /// live leases went into the lease map.
-    pub fn load(&mut self, records: &[LeaseRecord], now: u64) -> usize {
-        let mut live = 0;
-        for r in records {
-            let Some(si) = self.subnet_index(r.subnet_id) else {
-                tracing::warn!(subnet = r.subnet_id, address = %r.address, "stored lease of a subnet no longer configured; ignored");
-                continue;
-            };
-            let key: Box<[u8]> = r.client_key.clone().into_boxed_slice();
-            match r.state {
-                RecordState::Leased | RecordState::Declined => {
-                    let state = if r.state == RecordState::Leased {
-                        OwnerState::Leased
-                    } else {
-                        OwnerState::Declined
-                    };
-                    if !self.leases.covers(r.address) {
-                        tracing::warn!(address = %r.address, "stored lease outside every pool; kept in storage, not served");
-                        continue;
-                    }
-                    self.install(si, &key, r.hw_address, r.address, state, r.expiry);
-                    live += 1;
-                }
-                RecordState::Released | RecordState::Expired => {
-                    self.previous.insert((si, key), r.address);
-                }
+    pub fn load(&mut self, records: &[LeaseRecord]) -> usize {
+        records.iter().filter(|r| self.load_one(r)).count()
+    }
+
+    /// Takes one stored lease into the state; true when it is live (leased
+    /// or declined) and now in the lease map.
+    pub fn load_one(&mut self, r: &LeaseRecord) -> bool {
+        let Some(si) = self.subnet_index(r.subnet_id) else {
+            tracing::warn!(subnet = r.subnet_id, address = %r.address, "stored lease of a subnet no longer configured; ignored");
+            return false;
+        };
+        let Some(slot) = self.slot(r.address) else {
+            tracing::warn!(address = %r.address, "stored lease outside every pool; kept in storage, not served");
+            return false;
+        };
+        match r.state {
+            RecordState::Leased | RecordState::Declined => {
+                let state = if r.state == RecordState::Leased {
+                    OwnerState::Leased
+                } else {
+                    OwnerState::Declined
+                };
+                self.install(si, &r.client_key, r.hw_address, slot, state, r.expiry);
+                true
+            }
+            RecordState::Released | RecordState::Expired => {
+                self.previous.insert(self.hash(si, &r.client_key), slot);
+                false
             }
         }
-        let _ = now;
-        live
     }
 
     /// Records an owner, projects it into the lease map, schedules its review.
@@ -168,11 +252,12 @@ impl Allocator {
         si: u16,
         key: &[u8],
         hw: Option<[u8; 6]>,
-        addr: Ipv4Addr,
+        slot: u32,
         state: OwnerState,
         expiry: u64,
     ) {
-        let key: Box<[u8]> = key.into();
+        let kh = self.hash(si, key);
+        let addr = self.addr(slot);
         let map_state = match state {
             OwnerState::Leased => Some(LeaseState::Leased),
             OwnerState::Declined => Some(LeaseState::Declined),
@@ -180,7 +265,7 @@ impl Allocator {
         };
         if let Some(ms) = map_state {
             let view = LeaseView {
-                key_hash: self.hash(si, &key),
+                key_hash: kh,
                 expiry,
                 state: ms,
             };
@@ -189,37 +274,37 @@ impl Allocator {
             }
         }
         if state != OwnerState::Declined {
-            self.by_client.insert((si, key.clone()), addr);
+            self.by_client.insert(kh, slot);
         }
-        self.schedule(addr, state, expiry);
-        self.owners.insert(
-            addr,
-            Owner {
-                subnet: si,
-                key,
-                hw,
-                state,
-                expiry,
-            },
-        );
+        self.schedule(slot, state, expiry);
+        self.owners[slot as usize] = Owner {
+            key: KeyBuf::new(key),
+            expiry,
+            hw,
+            subnet: si,
+            state,
+        };
     }
 
-    fn schedule(&mut self, addr: Ipv4Addr, state: OwnerState, expiry: u64) {
+    fn schedule(&mut self, slot: u32, state: OwnerState, expiry: u64) {
         let due = match state {
             OwnerState::Leased => expiry + self.timers.reclaim_margin,
             _ => expiry,
         };
-        self.due.push(Reverse((due, addr)));
+        self.due.push(Reverse((secs32(due), slot)));
     }
 
-    /// Forgets the owner of `addr` and clears the lease map slot.
-    fn free(&mut self, addr: Ipv4Addr) -> Option<Owner> {
-        let o = self.owners.remove(&addr)?;
-        let ck = (o.subnet, o.key.clone());
-        if self.by_client.get(&ck) == Some(&addr) {
-            self.by_client.remove(&ck);
+    /// Forgets the owner of `slot` and clears the lease map slot.
+    fn free(&mut self, slot: u32) -> Option<Owner> {
+        let o = std::mem::replace(&mut self.owners[slot as usize], FREE);
+        if o.state == OwnerState::Free {
+            return None;
         }
-        self.leases.clear(addr);
+        let kh = self.hash(o.subnet, o.key.as_slice());
+        if self.by_client.get(&kh) == Some(&slot) {
+            self.by_client.remove(&kh);
+        }
+        self.leases.clear(self.addr(slot));
         Some(o)
     }
 
@@ -229,14 +314,11 @@ impl Allocator {
         if !s.contains(addr) {
             return false;
         }
-        if let Some(o) = self.owners.get(&addr) {
-            let dead = match o.state {
-                OwnerState::Offered => o.expiry <= now,
-                _ => false,
-            };
-            return &*o.key == key || dead;
+        if let Some(o) = self.owner(addr) {
+            let dead = o.state == OwnerState::Offered && o.expiry <= now;
+            return o.key.as_slice() == key || dead;
         }
-        match self.reserved.get(&(si, key.into())) {
+        match self.reserved.get(&self.hash(si, key)) {
             Some(r) => *r == addr,
             None => {
                 !self.reserved_addrs.contains(&addr) && s.in_pool(addr) && self.leases.covers(addr)
@@ -251,11 +333,10 @@ impl Allocator {
             return None;
         }
         let start = rand::thread_rng().gen_range(0..total);
-        let pools = s.pools.clone();
         for step in 0..total {
             let mut n = (start + step) % total;
             let mut cand = None;
-            for (f, l) in &pools {
+            for (f, l) in &s.pools {
                 let size = u64::from(u32::from(*l) - u32::from(*f)) + 1;
                 if n < size {
                     cand = Some(Ipv4Addr::from(u32::from(*f) + n as u32));
@@ -264,7 +345,7 @@ impl Allocator {
                 n -= size;
             }
             let Some(a) = cand else { continue };
-            let taken = match self.owners.get(&a) {
+            let taken = match self.owner(a) {
                 Some(o) => !(o.state == OwnerState::Offered && o.expiry <= now),
                 None => false,
             };
@@ -287,36 +368,32 @@ impl Allocator {
         if si as usize >= self.subnets.len() {
             return AllocDecision::Ignore;
         }
-        let ck: (u16, Box<[u8]>) = (si, key.into());
+        let kh = self.hash(si, key);
         let lease_secs = self.subnets[si as usize].lease_time;
         // Current lease or pending offer.
-        if let Some(a) = self.by_client.get(&ck).copied() {
-            if let Some(o) = self.owners.get_mut(&a) {
-                match o.state {
-                    OwnerState::Leased | OwnerState::Committing => {
-                        return AllocDecision::Offer {
-                            addr: a,
-                            lease_secs,
-                        }
-                    }
-                    OwnerState::Offered => {
-                        o.expiry = now + u64::from(self.timers.offer_lifetime);
-                        self.due.push(Reverse((o.expiry, a)));
-                        return AllocDecision::Offer {
-                            addr: a,
-                            lease_secs,
-                        };
-                    }
-                    OwnerState::Declined => {}
+        if let Some(slot) = self.client_slot(si, key) {
+            let addr = self.addr(slot);
+            let lifetime = u64::from(self.timers.offer_lifetime);
+            let o = &mut self.owners[slot as usize];
+            match o.state {
+                OwnerState::Leased | OwnerState::Committing => {
+                    return AllocDecision::Offer { addr, lease_secs }
                 }
+                OwnerState::Offered => {
+                    o.expiry = now + lifetime;
+                    self.due.push(Reverse((secs32(now + lifetime), slot)));
+                    return AllocDecision::Offer { addr, lease_secs };
+                }
+                OwnerState::Declined | OwnerState::Free => {}
             }
         }
         let mut candidates: Vec<Ipv4Addr> = Vec::with_capacity(3);
-        if let Some(r) = self.reserved.get(&ck) {
-            candidates.push(*r);
+        let reservation = self.reserved.get(&kh).copied();
+        if let Some(r) = reservation {
+            candidates.push(r);
         }
-        if let Some(p) = self.previous.get(&ck) {
-            candidates.push(*p);
+        if let Some(p) = self.previous.get(&kh) {
+            candidates.push(self.addr(*p));
         }
         if let Some(r) = requested {
             candidates.push(r);
@@ -325,7 +402,7 @@ impl Allocator {
             .into_iter()
             .find(|a| self.available_to(si, key, *a, now))
             .or_else(|| {
-                if self.reserved.contains_key(&ck) {
+                if reservation.is_some() {
                     None // a reserved client gets its reservation or nothing
                 } else {
                     self.random_free(si, now)
@@ -335,16 +412,17 @@ impl Allocator {
             self.exhausted += 1;
             return AllocDecision::Ignore;
         };
-        if let Some(old) = self.owners.get(&addr) {
-            if old.state == OwnerState::Offered {
-                self.free(addr);
-            }
+        let Some(slot) = self.slot(addr) else {
+            return AllocDecision::Ignore;
+        };
+        if self.owners[slot as usize].state == OwnerState::Offered {
+            self.free(slot);
         }
         self.install(
             si,
             key,
             hw,
-            addr,
+            slot,
             OwnerState::Offered,
             now + u64::from(self.timers.offer_lifetime),
         );
@@ -370,46 +448,43 @@ impl Allocator {
         if !self.available_to(si, key, addr, now) {
             return RequestOutcome::Nak;
         }
-        let ck: (u16, Box<[u8]>) = (si, key.into());
-        if let Some(r) = self.reserved.get(&ck) {
+        let Some(slot) = self.slot(addr) else {
+            return RequestOutcome::Nak;
+        };
+        let kh = self.hash(si, key);
+        if let Some(r) = self.reserved.get(&kh) {
             if *r != addr {
                 return RequestOutcome::Nak;
             }
         }
-        if let Some(o) = self.owners.get(&addr) {
-            if o.state == OwnerState::Committing {
-                // A retransmission while the grant is in flight: its ACK is coming.
-                return RequestOutcome::Ignore;
-            }
+        if self.owners[slot as usize].state == OwnerState::Committing {
+            // A retransmission while the grant is in flight: its ACK is coming.
+            return RequestOutcome::Ignore;
         }
         // The client moves: its other address (lease or offer) is given up.
-        if let Some(old) = self.by_client.get(&ck).copied() {
-            if old != addr {
+        if let Some(old) = self.client_slot(si, key) {
+            if old != slot {
                 if let Some(o) = self.free(old) {
                     if o.state == OwnerState::Leased {
-                        self.previous.insert(ck.clone(), old);
+                        self.previous.insert(kh, old);
                     }
                 }
             }
         }
         let expiry = now + u64::from(self.subnets[si as usize].lease_time);
-        if let Some(old) = self.owners.get(&addr) {
-            if &*old.key != key {
-                self.free(addr);
-            }
+        let current = &self.owners[slot as usize];
+        let hw = hw.or(current.hw);
+        if current.state != OwnerState::Free && current.key.as_slice() != key {
+            self.free(slot);
         }
-        let hw = hw.or_else(|| self.owners.get(&addr).and_then(|o| o.hw));
-        self.owners.insert(
-            addr,
-            Owner {
-                subnet: si,
-                key: key.into(),
-                hw,
-                state: OwnerState::Committing,
-                expiry,
-            },
-        );
-        self.by_client.insert(ck, addr);
+        self.owners[slot as usize] = Owner {
+            key: KeyBuf::new(key),
+            expiry,
+            hw,
+            subnet: si,
+            state: OwnerState::Committing,
+        };
+        self.by_client.insert(kh, slot);
         RequestOutcome::Commit(LeaseWrite::Grant {
             subnet_id: self.subnets[si as usize].id,
             address: addr,
@@ -433,31 +508,27 @@ impl Allocator {
         else {
             return AllocDecision::Ignore;
         };
-        let Some(si) = self.subnet_index(*subnet_id) else {
+        let (Some(si), Some(slot)) = (self.subnet_index(*subnet_id), self.slot(*address)) else {
             return AllocDecision::Ignore;
         };
-        let ours = self
-            .owners
-            .get(address)
-            .is_some_and(|o| o.state == OwnerState::Committing && *o.key == **client_key);
-        if !ours {
+        let o = &self.owners[slot as usize];
+        if !(o.state == OwnerState::Committing && o.key.as_slice() == client_key.as_slice()) {
             return AllocDecision::Ignore;
         }
         if !(ok && applied) {
-            self.free(*address);
+            self.free(slot);
             return if ok {
                 AllocDecision::Nak
             } else {
                 AllocDecision::Ignore
             };
         }
-        self.previous
-            .remove(&(si, client_key.clone().into_boxed_slice()));
+        self.previous.remove(&self.hash(si, client_key));
         self.install(
             si,
             client_key,
             *hw_address,
-            *address,
+            slot,
             OwnerState::Leased,
             *expiry,
         );
@@ -467,60 +538,57 @@ impl Allocator {
         }
     }
 
-    /// Finds the owner of `addr` whose key hashes to `key_hash`.
-    fn owner_by_hash(&self, addr: Ipv4Addr, key_hash_: u64) -> Option<&Owner> {
-        self.owners
-            .get(&addr)
-            .filter(|o| self.hash(o.subnet, &o.key) == key_hash_)
+    /// The leased slot of `addr` whose key hashes to `kh`.
+    fn leased_slot(&self, addr: Ipv4Addr, kh: u64) -> Option<u32> {
+        let slot = self.slot(addr)?;
+        let o = &self.owners[slot as usize];
+        (o.state == OwnerState::Leased && self.hash(o.subnet, o.key.as_slice()) == kh)
+            .then_some(slot)
     }
 
     /// A renewal the fast path ACKed from memory.
     pub fn renewed(&mut self, addr: Ipv4Addr, kh: u64, expiry: u64) -> Option<LeaseWrite> {
-        let o = self.owner_by_hash(addr, kh)?;
-        if o.state != OwnerState::Leased {
-            return None;
-        }
-        let (si, key) = (o.subnet, o.key.to_vec());
+        let slot = self.leased_slot(addr, kh)?;
         self.leases.extend(addr, kh, expiry);
-        if let Some(o) = self.owners.get_mut(&addr) {
-            o.expiry = o.expiry.max(expiry);
-        }
+        let o = &mut self.owners[slot as usize];
+        o.expiry = o.expiry.max(expiry);
         Some(LeaseWrite::Extend {
-            subnet_id: self.subnets[si as usize].id,
+            subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
-            client_key: key,
+            client_key: o.key.as_slice().to_vec(),
             expiry,
         })
     }
 
     /// A DHCPRELEASE.
     pub fn released(&mut self, addr: Ipv4Addr, kh: u64) -> Option<LeaseWrite> {
-        let o = self.owner_by_hash(addr, kh)?;
-        if o.state != OwnerState::Leased {
-            return None;
-        }
-        let o = self.free(addr)?;
-        self.previous.insert((o.subnet, o.key.clone()), addr);
+        let slot = self.leased_slot(addr, kh)?;
+        let o = self.free(slot)?;
+        self.previous.insert(kh, slot);
         Some(LeaseWrite::Release {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
-            client_key: o.key.to_vec(),
+            client_key: o.key.as_slice().to_vec(),
         })
     }
 
     /// A DHCPDECLINE: quarantine the address for the probation period.
     pub fn declined(&mut self, addr: Ipv4Addr, kh: u64, now: u64) -> Option<LeaseWrite> {
-        let o = self.owner_by_hash(addr, kh)?;
-        if o.state != OwnerState::Leased {
-            return None;
-        }
-        let o = self.free(addr)?;
+        let slot = self.leased_slot(addr, kh)?;
+        let o = self.free(slot)?;
         let until = now + u64::from(self.timers.decline_probation);
-        self.install(o.subnet, &o.key, o.hw, addr, OwnerState::Declined, until);
+        self.install(
+            o.subnet,
+            o.key.as_slice(),
+            o.hw,
+            slot,
+            OwnerState::Declined,
+            until,
+        );
         Some(LeaseWrite::Decline {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
-            client_key: o.key.to_vec(),
+            client_key: o.key.as_slice().to_vec(),
             until,
         })
     }
@@ -531,42 +599,44 @@ impl Allocator {
     pub fn reclaim(&mut self, now: u64, max: usize) -> Vec<LeaseWrite> {
         let mut writes = Vec::new();
         let mut looked = 0;
+        let now32 = secs32(now);
         while looked < max {
-            let Some(Reverse((due, addr))) = self.due.peek().copied() else {
+            let Some(Reverse((due, slot))) = self.due.peek().copied() else {
                 break;
             };
-            if due > now {
+            if due > now32 {
                 break;
             }
             self.due.pop();
             looked += 1;
-            let Some(o) = self.owners.get(&addr) else {
-                continue;
-            };
+            let o = &self.owners[slot as usize];
             let real_due = match o.state {
+                OwnerState::Free => continue,
                 OwnerState::Leased => o.expiry + self.timers.reclaim_margin,
                 OwnerState::Committing => now + 1,
                 _ => o.expiry,
             };
             if real_due > now {
-                if real_due != due {
-                    self.due.push(Reverse((real_due, addr)));
+                if secs32(real_due) != due {
+                    self.due.push(Reverse((secs32(real_due), slot)));
                 }
                 continue;
             }
-            let Some(o) = self.free(addr) else { continue };
+            let addr = self.addr(slot);
+            let Some(o) = self.free(slot) else { continue };
             match o.state {
                 OwnerState::Leased | OwnerState::Declined => {
                     if o.state == OwnerState::Leased {
-                        self.previous.insert((o.subnet, o.key.clone()), addr);
+                        self.previous
+                            .insert(self.hash(o.subnet, o.key.as_slice()), slot);
                     }
                     writes.push(LeaseWrite::Expire {
                         subnet_id: self.subnets[o.subnet as usize].id,
                         address: addr,
-                        client_key: o.key.to_vec(),
+                        client_key: o.key.as_slice().to_vec(),
                     });
                 }
-                OwnerState::Offered | OwnerState::Committing => {}
+                _ => {}
             }
         }
         writes
@@ -591,9 +661,12 @@ impl Allocator {
                 }
             })
             .collect();
-        for o in self.owners.values() {
-            let st = &mut out[o.subnet as usize];
+        for o in &self.owners {
+            let Some(st) = out.get_mut(o.subnet as usize) else {
+                continue;
+            };
             match o.state {
+                OwnerState::Free => {}
                 OwnerState::Leased | OwnerState::Committing => st.assigned += 1,
                 OwnerState::Declined => st.declined += 1,
                 OwnerState::Offered if o.expiry > now => st.offered += 1,
@@ -608,39 +681,39 @@ impl Allocator {
         out
     }
 
-    /// Live leases (for `irondhcp-ctl leases`): (subnet id, address, key,
-    /// hw, state, expiry).
+    /// Live leases (for `irondhcp-ctl leases`), in address order.
     pub fn leases(&self) -> Vec<LeaseInfo> {
-        let mut v: Vec<LeaseInfo> = self
+        let hex = |b: &[u8]| {
+            b.iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        let mut v: Vec<(Ipv4Addr, LeaseInfo)> = self
             .owners
             .iter()
+            .enumerate()
             .filter(|(_, o)| matches!(o.state, OwnerState::Leased | OwnerState::Declined))
-            .map(|(a, o)| LeaseInfo {
-                subnet_id: self.subnets[o.subnet as usize].id,
-                address: a.to_string(),
-                client_key: o
-                    .key
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":"),
-                hw_address: o.hw.map(|h| {
-                    h.iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":")
-                }),
-                state: if o.state == OwnerState::Leased {
-                    "leased"
-                } else {
-                    "declined"
-                }
-                .into(),
-                expiry: o.expiry,
+            .map(|(i, o)| {
+                let a = self.addr(i as u32);
+                let info = LeaseInfo {
+                    subnet_id: self.subnets[o.subnet as usize].id,
+                    address: a.to_string(),
+                    client_key: hex(o.key.as_slice()),
+                    hw_address: o.hw.map(|h| hex(&h)),
+                    state: if o.state == OwnerState::Leased {
+                        "leased"
+                    } else {
+                        "declined"
+                    }
+                    .into(),
+                    expiry: o.expiry,
+                };
+                (a, info)
             })
             .collect();
-        v.sort_by_key(|l| l.address.parse::<Ipv4Addr>().ok());
-        v
+        v.sort_by_key(|(a, _)| *a);
+        v.into_iter().map(|(_, l)| l).collect()
     }
 }
 
@@ -841,6 +914,26 @@ address = "10.0.0.50"
     }
 
     #[test]
+    fn owner_slot_is_compact_and_long_keys_work() {
+        assert!(
+            std::mem::size_of::<Owner>() <= 48,
+            "{}",
+            std::mem::size_of::<Owner>()
+        );
+        let mut a = setup("10.0.0.100-10.0.0.109");
+        let long = [7u8; 40];
+        let addr = offer_addr(a.discover(0, &long, None, None, 0));
+        assert_eq!(
+            commit(&mut a, &long, addr, 0),
+            AllocDecision::Ack {
+                addr,
+                lease_secs: 3600
+            }
+        );
+        assert_eq!(offer_addr(a.discover(0, &long, None, None, 1)), addr);
+    }
+
+    #[test]
     fn load_restores_map() {
         let mut a = setup("10.0.0.100-10.0.0.109");
         let recs = vec![LeaseRecord {
@@ -853,7 +946,7 @@ address = "10.0.0.50"
             allocated_by: "x".into(),
             updated_at: 0,
         }];
-        assert_eq!(a.load(&recs, 0), 1);
+        assert_eq!(a.load(&recs), 1);
         assert_eq!(
             a.leases.get(Ipv4Addr::new(10, 0, 0, 105)).unwrap().expiry,
             9_999

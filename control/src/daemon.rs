@@ -73,7 +73,6 @@ pub async fn run(
 
     // Storage first: the lease map is loaded before anything can answer.
     let store = Arc::new(SqliteStore::open(&cfg.sqlite_path(), &s.id).await?);
-    let records = store.load().await?;
     let leases = Arc::new(LeaseMap::new(&cfg.lease_map_ranges())?);
     let timers = Timers {
         offer_lifetime: s.offer_lifetime,
@@ -81,8 +80,15 @@ pub async fn run(
         reclaim_margin: s.write_behind_ms.div_ceil(1000) + u64::from(s.reclaim_grace),
     };
     let mut alloc = Allocator::new(cfg.subnets.clone(), leases.clone(), timers);
-    let live = alloc.load(&records, irondhcp_fastpath::unix_now());
-    tracing::info!(stored = records.len(), live, path = %cfg.sqlite_path(), "lease store loaded");
+    let mut live = 0u64;
+    let stored = store
+        .load_each(|r| {
+            if alloc.load_one(&r) {
+                live += 1;
+            }
+        })
+        .await?;
+    tracing::info!(stored, live, path = %cfg.sqlite_path(), "lease store loaded");
 
     let mac = crate::netif::mac_of(&s.interface).map_err(|source| DaemonError::Interface {
         iface: s.interface.clone(),

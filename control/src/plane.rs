@@ -321,8 +321,11 @@ mod tests {
     }
 
     impl LeaseStore for FlakyStore {
-        async fn load(&self) -> Result<Vec<LeaseRecord>, StoreError> {
-            Ok(Vec::new())
+        async fn load_each<F: FnMut(LeaseRecord) + Send>(
+            &self,
+            _each: F,
+        ) -> Result<u64, StoreError> {
+            Ok(0)
         }
         async fn apply(&self, writes: &[LeaseWrite], _now: u64) -> Result<Vec<bool>, StoreError> {
             if *self.down.lock().unwrap() {

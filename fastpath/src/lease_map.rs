@@ -344,14 +344,24 @@ impl LeaseMap {
         })
     }
 
-    /// The slot index of `addr`, if covered.
+    /// The slot index of `addr`, if covered: a dense index in
+    /// `0..capacity()`, so other tables (the control plane's owner table) can
+    /// be laid out parallel to the map.
     #[inline]
-    fn slot_index(&self, addr: Ipv4Addr) -> Option<usize> {
+    pub fn slot_index(&self, addr: Ipv4Addr) -> Option<usize> {
         let a = u32::from(addr);
         let i = self.ranges.partition_point(|r| r.first <= a);
         let r = self.ranges.get(i.checked_sub(1)?)?;
         let off = a - r.first;
         (off < r.count).then_some(r.base + off as usize)
+    }
+
+    /// The address of slot `index` (the inverse of [`LeaseMap::slot_index`]).
+    pub fn slot_address(&self, index: usize) -> Option<Ipv4Addr> {
+        let i = self.ranges.partition_point(|r| r.base <= index);
+        let r = self.ranges.get(i.checked_sub(1)?)?;
+        let off = u32::try_from(index - r.base).ok()?;
+        (off < r.count).then(|| Ipv4Addr::from(r.first + off))
     }
 
     #[inline]
@@ -671,6 +681,17 @@ mod tests {
         assert!(m.covers(ip("255.255.255.255")));
         // No ranges at all: an empty map.
         assert_eq!(LeaseMap::new(&[]).unwrap().capacity(), 0);
+    }
+
+    #[test]
+    fn slot_index_and_address_are_inverse() {
+        let m = LeaseMap::new(&[(ip("10.0.0.10"), 5), (ip("10.1.0.0"), 3)]).unwrap();
+        for i in 0..m.capacity() {
+            let a = m.slot_address(i).unwrap();
+            assert_eq!(m.slot_index(a), Some(i));
+        }
+        assert_eq!(m.slot_address(m.capacity()), None);
+        assert_eq!(m.slot_index(ip("10.0.0.9")), None);
     }
 
     #[test]

@@ -117,7 +117,22 @@ pub enum LeaseWrite {
 pub trait LeaseStore: Send + Sync + 'static {
     /// Every stored lease (all states: released/expired rows remember a
     /// client's previous address).
-    fn load(&self) -> impl Future<Output = Result<Vec<LeaseRecord>, StoreError>> + Send;
+    ///
+    /// Rows are handed to `each` one at a time as they stream out of the
+    /// database, so loading a million leases never holds a million rows in
+    /// memory at once. Returns the number of rows.
+    fn load_each<F>(&self, each: F) -> impl Future<Output = Result<u64, StoreError>> + Send
+    where
+        F: FnMut(LeaseRecord) + Send;
+
+    /// Every stored lease, collected (for tests and small stores).
+    fn load(&self) -> impl Future<Output = Result<Vec<LeaseRecord>, StoreError>> + Send {
+        async move {
+            let mut all = Vec::new();
+            self.load_each(|r| all.push(r)).await?;
+            Ok(all)
+        }
+    }
 
     /// Applies `writes` in one transaction; `applied[i]` says whether write
     /// `i` took effect (a refused Grant, or an Extend of a lease that is no

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -64,30 +65,33 @@ fn hw_of(v: Option<Vec<u8>>) -> Option<[u8; 6]> {
 }
 
 impl LeaseStore for SqliteStore {
-    async fn load(&self) -> Result<Vec<LeaseRecord>, StoreError> {
-        let rows = sqlx::query(
+    async fn load_each<F>(&self, mut each: F) -> Result<u64, StoreError>
+    where
+        F: FnMut(LeaseRecord) + Send,
+    {
+        let mut rows = sqlx::query(
             "SELECT subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at FROM leases",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let address: String = r.try_get("address")?;
-                let state: String = r.try_get("state")?;
-                Ok(LeaseRecord {
-                    subnet_id: r.try_get::<i64, _>("subnet_id")? as u32,
-                    address: Ipv4Addr::from_str(&address)
-                        .map_err(|_| StoreError::BadRow(format!("address {address:?}")))?,
-                    client_key: r.try_get("client_key")?,
-                    hw_address: hw_of(r.try_get("hw_address")?),
-                    state: RecordState::parse(&state)
-                        .ok_or_else(|| StoreError::BadRow(format!("state {state:?}")))?,
-                    expiry: r.try_get::<i64, _>("expiry")?.max(0) as u64,
-                    allocated_by: r.try_get("allocated_by")?,
-                    updated_at: r.try_get::<i64, _>("updated_at")?.max(0) as u64,
-                })
-            })
-            .collect()
+        .fetch(&self.pool);
+        let mut n = 0;
+        while let Some(r) = rows.try_next().await? {
+            let address: String = r.try_get("address")?;
+            let state: String = r.try_get("state")?;
+            each(LeaseRecord {
+                subnet_id: r.try_get::<i64, _>("subnet_id")? as u32,
+                address: Ipv4Addr::from_str(&address)
+                    .map_err(|_| StoreError::BadRow(format!("address {address:?}")))?,
+                client_key: r.try_get("client_key")?,
+                hw_address: hw_of(r.try_get("hw_address")?),
+                state: RecordState::parse(&state)
+                    .ok_or_else(|| StoreError::BadRow(format!("state {state:?}")))?,
+                expiry: r.try_get::<i64, _>("expiry")?.max(0) as u64,
+                allocated_by: r.try_get("allocated_by")?,
+                updated_at: r.try_get::<i64, _>("updated_at")?.max(0) as u64,
+            });
+            n += 1;
+        }
+        Ok(n)
     }
 
     async fn apply(&self, writes: &[LeaseWrite], now: u64) -> Result<Vec<bool>, StoreError> {

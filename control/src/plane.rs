@@ -3,12 +3,17 @@
 //!
 //! Workers talk to it over bounded crossbeam channels (they must never
 //! await); a bridge thread moves those messages into this tokio task. The
-//! task drains whatever has queued up, answers DISCOVERs at once from the
-//! [`Allocator`], and commits every grant of the drained batch together with
-//! the pending write-behind (renewals, releases, declines) in ONE store
-//! transaction: group commit, so the fsync cost is shared by all the clients
-//! that arrived while the previous batch was being written. Only after that
-//! commit does a DHCPACK go back to the worker.
+//! task drains whatever has queued up and answers DISCOVERs at once from the
+//! [`Allocator`]. Grants (REQUESTs that need a new lease) go, together with
+//! the pending write-behind (renewals, releases, declines), to a separate
+//! committer task that writes everything queued in ONE store transaction:
+//! group commit, so the fsync is shared by all the clients that arrived while
+//! the previous batch was being written. Only when the committer reports
+//! back does a DHCPACK go to the worker.
+//!
+//! Committing in its own task keeps the allocation loop answering while the
+//! database syncs: a DISCOVER never waits behind an fsync, and the offers go
+//! out evenly instead of in a burst after each commit.
 //!
 //! If the store fails, grants are rolled back (no ACK: the client retries)
 //! and the write-behind is kept and retried, never dropped, so no lease is
@@ -85,6 +90,65 @@ pub fn spawn_bridge(
     })
 }
 
+/// A grant waiting for its commit, with what the ACK needs.
+struct PendingGrant {
+    worker: u16,
+    frame: FrameBuf,
+    grant: LeaseWrite,
+}
+
+/// Work for the committer: grants and write-behind, one transaction.
+struct CommitJob {
+    grants: Vec<PendingGrant>,
+    writes: Vec<LeaseWrite>,
+}
+
+/// The committer's answer: per grant whether it was applied, or a failure
+/// (then the write-behind comes back to be retried).
+struct CommitDone {
+    grants: Vec<PendingGrant>,
+    applied: Option<Vec<bool>>,
+    retry: Vec<LeaseWrite>,
+}
+
+/// Commits jobs, merging every job queued behind the one in flight.
+async fn committer<S: LeaseStore>(
+    store: Arc<S>,
+    mut jobs: mpsc::Receiver<CommitJob>,
+    done: mpsc::Sender<CommitDone>,
+) {
+    while let Some(mut job) = jobs.recv().await {
+        while let Ok(more) = jobs.try_recv() {
+            job.grants.extend(more.grants);
+            job.writes.extend(more.writes);
+        }
+        let n = job.grants.len();
+        let mut all: Vec<LeaseWrite> = job.grants.iter().map(|g| g.grant.clone()).collect();
+        all.extend(job.writes.iter().cloned());
+        let result = match store.apply(&all, unix_now()).await {
+            Ok(mut applied) => {
+                applied.truncate(n);
+                CommitDone {
+                    grants: job.grants,
+                    applied: Some(applied),
+                    retry: Vec::new(),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, grants = n, writes = job.writes.len(), "lease store commit failed");
+                CommitDone {
+                    grants: job.grants,
+                    applied: None,
+                    retry: job.writes,
+                }
+            }
+        };
+        if done.send(result).await.is_err() {
+            break;
+        }
+    }
+}
+
 /// The control plane.
 pub struct Plane<S: LeaseStore> {
     pub alloc: Allocator,
@@ -94,6 +158,7 @@ pub struct Plane<S: LeaseStore> {
     pub workers: Vec<Arc<WorkerShared>>,
     pub write_behind: Duration,
     pub reclaim_every: Duration,
+    /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
     stats: PlaneStats,
 }
@@ -127,6 +192,9 @@ impl<S: LeaseStore> Plane<S> {
         mut queries: mpsc::Receiver<Query>,
         mut shutdown: watch::Receiver<bool>,
     ) -> PlaneStats {
+        let (job_tx, job_rx) = mpsc::channel::<CommitJob>(64);
+        let (done_tx, mut done_rx) = mpsc::channel::<CommitDone>(64);
+        let committer = tokio::spawn(committer(self.store.clone(), job_rx, done_tx));
         let mut flush = tokio::time::interval(self.write_behind / 2);
         let mut reclaim = tokio::time::interval(self.reclaim_every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -136,36 +204,71 @@ impl<S: LeaseStore> Plane<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                Some(d) = done_rx.recv() => self.committed(d),
                 n = input.recv_many(&mut batch, MAX_BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    self.process(&mut batch).await;
+                    let grants = self.process(&mut batch);
+                    if !grants.is_empty() {
+                        // Grants travel with the write-behind queued so far.
+                        let writes = std::mem::take(&mut self.pending);
+                        if job_tx.send(CommitJob { grants, writes }).await.is_err() {
+                            break;
+                        }
+                    }
                 }
                 Some(q) = queries.recv() => self.answer(q),
-                _ = flush.tick() => { self.flush(Vec::new()).await; }
-                _ = reclaim.tick() => self.reclaim().await,
+                _ = flush.tick() => {
+                    if !self.pending.is_empty() {
+                        let writes = std::mem::take(&mut self.pending);
+                        if job_tx.send(CommitJob { grants: Vec::new(), writes }).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ = reclaim.tick() => {
+                    let w = self.alloc.reclaim(unix_now(), RECLAIM_PER_PASS);
+                    if !w.is_empty() {
+                        tracing::debug!(count = w.len(), "reclaimed expired addresses");
+                        self.pending.extend(w);
+                    }
+                }
             }
         }
         // Shutting down: no new allocations, but every event already
-        // received is applied and persisted.
+        // received is applied and persisted, and every commit in flight
+        // finishes.
         input.close();
         while let Ok(msg) = input.try_recv() {
             if let Input::Event(e) = msg {
                 self.event(e);
             }
         }
+        let writes = std::mem::take(&mut self.pending);
+        let _ = job_tx
+            .send(CommitJob {
+                grants: Vec::new(),
+                writes,
+            })
+            .await;
+        drop(job_tx);
+        while let Some(d) = done_rx.recv().await {
+            self.committed(d);
+        }
+        let _ = committer.await;
+        // What still failed gets a few direct attempts.
         for attempt in 0..5 {
-            self.flush(Vec::new()).await;
             if self.pending.is_empty() {
                 break;
             }
-            tracing::warn!(
-                attempt,
-                pending = self.pending.len(),
-                "write-behind flush failed at shutdown; retrying"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.store.apply(&self.pending, unix_now()).await {
+                Ok(_) => self.pending.clear(),
+                Err(e) => {
+                    tracing::warn!(attempt, pending = self.pending.len(), error = %e, "write-behind flush failed at shutdown; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
         }
         self.stats.write_behind_pending = self.pending.len();
         self.stats.clone()
@@ -220,9 +323,11 @@ impl<S: LeaseStore> Plane<S> {
         shared.doorbell.ring();
     }
 
-    async fn process(&mut self, batch: &mut Vec<Input>) {
+    /// Handles a drained batch: answers what needs no commit, returns the
+    /// grants to commit.
+    fn process(&mut self, batch: &mut Vec<Input>) -> Vec<PendingGrant> {
         let now = unix_now();
-        let mut grants: Vec<(u16, FrameBuf, LeaseWrite)> = Vec::new();
+        let mut grants = Vec::new();
         for msg in batch.drain(..) {
             match msg {
                 Input::Event(e) => self.event(e),
@@ -237,9 +342,11 @@ impl<S: LeaseStore> Plane<S> {
                         }
                         AllocKind::Request => {
                             match self.alloc.request(req.subnet, key, hw, req.requested, now) {
-                                RequestOutcome::Commit(g) => {
-                                    grants.push((req.worker, req.frame, g))
-                                }
+                                RequestOutcome::Commit(grant) => grants.push(PendingGrant {
+                                    worker: req.worker,
+                                    frame: req.frame,
+                                    grant,
+                                }),
                                 RequestOutcome::Nak => {
                                     self.reply(req.worker, AllocDecision::Nak, req.frame)
                                 }
@@ -250,54 +357,25 @@ impl<S: LeaseStore> Plane<S> {
                 }
             }
         }
-        if grants.is_empty() {
-            // Persist write-behind only on its timer, to batch it.
-            return;
+        grants
+    }
+
+    /// The committer's report: ACK (or roll back) each grant, requeue
+    /// write-behind that failed.
+    fn committed(&mut self, d: CommitDone) {
+        match &d.applied {
+            Some(_) => self.stats.commits += 1,
+            None => self.stats.store_errors += 1,
         }
-        let writes: Vec<LeaseWrite> = grants.iter().map(|(_, _, g)| g.clone()).collect();
-        let results = self.flush(writes).await;
-        for (i, (worker, frame, g)) in grants.into_iter().enumerate() {
-            let (ok, applied) = match &results {
-                Some(r) => (true, r.get(i).copied().unwrap_or(false)),
+        self.pending.extend(d.retry);
+        for (i, g) in d.grants.into_iter().enumerate() {
+            let (ok, applied) = match &d.applied {
+                Some(a) => (true, a.get(i).copied().unwrap_or(false)),
                 None => (false, false),
             };
-            let d = self.alloc.committed(&g, ok, applied);
-            self.reply(worker, d, frame);
+            let decision = self.alloc.committed(&g.grant, ok, applied);
+            self.reply(g.worker, decision, g.frame);
         }
-    }
-
-    /// Commits `grants` plus the pending write-behind in one transaction.
-    /// Returns the grants' applied flags, or None if the store failed (the
-    /// write-behind is then kept for the next attempt).
-    async fn flush(&mut self, grants: Vec<LeaseWrite>) -> Option<Vec<bool>> {
-        if grants.is_empty() && self.pending.is_empty() {
-            return Some(Vec::new());
-        }
-        let n = grants.len();
-        let mut writes = grants;
-        writes.extend(self.pending.iter().cloned());
-        match self.store.apply(&writes, unix_now()).await {
-            Ok(mut applied) => {
-                self.stats.commits += 1;
-                self.pending.clear();
-                applied.truncate(n);
-                Some(applied)
-            }
-            Err(e) => {
-                self.stats.store_errors += 1;
-                tracing::error!(error = %e, grants = n, pending = self.pending.len(), "lease store commit failed");
-                None
-            }
-        }
-    }
-
-    async fn reclaim(&mut self) {
-        let w = self.alloc.reclaim(unix_now(), RECLAIM_PER_PASS);
-        if !w.is_empty() {
-            tracing::debug!(count = w.len(), "reclaimed expired addresses");
-            self.pending.extend(w);
-        }
-        self.flush(Vec::new()).await;
     }
 }
 
@@ -317,6 +395,7 @@ mod tests {
     #[derive(Default)]
     struct FlakyStore {
         down: Mutex<bool>,
+        failures: Mutex<u32>,
         committed: Mutex<Vec<LeaseWrite>>,
     }
 
@@ -329,6 +408,7 @@ mod tests {
         }
         async fn apply(&self, writes: &[LeaseWrite], _now: u64) -> Result<Vec<bool>, StoreError> {
             if *self.down.lock().unwrap() {
+                *self.failures.lock().unwrap() += 1;
                 return Err(StoreError::BadRow("store is down".into()));
             }
             self.committed
@@ -378,45 +458,76 @@ mod tests {
         }))
     }
 
+    /// Polls `cond` until it holds (5 s at most).
+    async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+        for _ in 0..500 {
+            if cond() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cond()
+    }
+
     #[tokio::test]
     async fn store_outage_withholds_acks_and_keeps_write_behind() {
         let store = Arc::new(FlakyStore::default());
-        let (mut p, replies) = plane(store.clone());
+        let (p, replies) = plane(store.clone());
+        let (in_tx, in_rx) = mpsc::channel(16);
+        let (_q_tx, q_rx) = mpsc::channel(1);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(p.run(in_rx, q_rx, stop_rx));
         let addr = Ipv4Addr::new(10, 0, 0, 15);
 
-        // A grant while the store is down: no ACK, nothing in the map.
+        // A grant while the store is down: the commit fails, no ACK.
         *store.down.lock().unwrap() = true;
-        p.process(&mut vec![request(addr)]).await;
+        in_tx.send(request(addr)).await.unwrap();
+        assert!(eventually(|| *store.failures.lock().unwrap() >= 1).await);
         assert!(replies.try_recv().is_err(), "no ACK without a commit");
-        assert!(p.alloc.stats(0)[0].assigned == 0);
 
         // Store back: the retransmitted REQUEST is committed, then ACKed.
         *store.down.lock().unwrap() = false;
-        p.process(&mut vec![request(addr)]).await;
-        let rep = replies.try_recv().expect("ACK after the commit");
+        in_tx.send(request(addr)).await.unwrap();
+        assert!(
+            eventually(|| !replies.is_empty()).await,
+            "ACK after the commit"
+        );
+        let rep = replies.try_recv().unwrap();
         assert!(matches!(rep.decision, AllocDecision::Ack { addr: a, .. } if a == addr));
 
         // A renewal answered from memory while the store is down is kept
-        // and persisted once the store returns.
+        // through failed flushes and persisted once the store returns.
         *store.down.lock().unwrap() = true;
+        let failures = *store.failures.lock().unwrap();
         let kh = key_hash(1, b"client");
         let expiry = unix_now() + 10_000;
-        p.process(&mut vec![Input::Event(FastEvent::Renewed {
-            subnet: 0,
-            addr,
-            key_hash: kh,
-            expiry,
-        })])
-        .await;
-        p.flush(Vec::new()).await;
-        assert_eq!(p.pending.len(), 1, "write-behind kept through the outage");
+        in_tx
+            .send(Input::Event(FastEvent::Renewed {
+                subnet: 0,
+                addr,
+                key_hash: kh,
+                expiry,
+            }))
+            .await
+            .unwrap();
+        assert!(
+            eventually(|| *store.failures.lock().unwrap() >= failures + 2).await,
+            "flushes retried"
+        );
         *store.down.lock().unwrap() = false;
-        p.flush(Vec::new()).await;
-        assert!(p.pending.is_empty());
-        let committed = store.committed.lock().unwrap();
-        assert!(committed
-            .iter()
-            .any(|w| matches!(w, LeaseWrite::Extend { expiry: e, .. } if *e == expiry)));
-        assert_eq!(p.stats.store_errors, 2);
+        let persisted = || {
+            let c = store.committed.lock().unwrap();
+            c.iter()
+                .any(|w| matches!(w, LeaseWrite::Extend { expiry: e, .. } if *e == expiry))
+        };
+        assert!(
+            eventually(persisted).await,
+            "renewal persisted after the outage"
+        );
+        stop_tx.send(true).unwrap();
+        let stats = task.await.unwrap();
+        assert!(stats.store_errors >= 3, "{stats:?}");
+        assert_eq!(stats.write_behind_pending, 0);
+        assert_eq!(stats.acks, 1);
     }
 }

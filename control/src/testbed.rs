@@ -19,7 +19,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The served subnet on the veth link.
+/// The served subnet on the veth link (with the default prefix length).
 pub const SUBNET: &str = "198.18.0.0/16";
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 /// The address a relay (or perfdhcp, which acts as one) uses on the link.
@@ -144,8 +144,11 @@ pub struct TestbedOptions {
     pub lease_time: u32,
     /// Whether the client end gets an address (perfdhcp needs one).
     pub client_ip: Option<&'static str>,
-    /// Add the relayed subnet 198.51.100.0/24 (id 2).
+    /// Add the relayed subnet 198.19.0.0/24 (id 2); needs `prefix_len` 16.
     pub relay_subnet: bool,
+    /// Prefix length of the served subnet 198.18.0.0 (15 doubles it to
+    /// 131,072 addresses for load runs).
+    pub prefix_len: u8,
 }
 
 impl Default for TestbedOptions {
@@ -157,6 +160,7 @@ impl Default for TestbedOptions {
             lease_time: 3600,
             client_ip: None,
             relay_subnet: false,
+            prefix_len: 16,
         }
     }
 }
@@ -211,7 +215,7 @@ impl Testbed {
             "ip",
             "addr",
             "add",
-            &format!("{SERVER_IP}/16"),
+            &format!("{SERVER_IP}/{}", opts.prefix_len),
             "dev",
             &srv_if,
         ])?;
@@ -264,7 +268,7 @@ url = "sqlite://{db}"
 
 [[subnet]]
 id = 1
-cidr = "{SUBNET}"
+cidr = "198.18.0.0/{prefix_len}"
 pools = ["{pool}"]
 lease_time = {lease}
 routers = ["{SERVER_IP}"]
@@ -278,6 +282,7 @@ domain_name = "testbed.example"
             db = db.display(),
             pool = opts.pool,
             lease = opts.lease_time,
+            prefix_len = opts.prefix_len,
             tail = opts.tail,
         );
         std::fs::write(&config, text)?;

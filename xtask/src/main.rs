@@ -7,7 +7,8 @@
 //! * `cargo xtask demo` — builds everything and runs the demo testbed.
 //! * `cargo xtask test` — builds the XDP program and runs the whole suite.
 //!
-//! Other commands: `setup`, `build-ebpf`, `build`, `lint`.
+//! Other commands: `setup`, `build-ebpf`, `build`, `lint`, and `bench`
+//! (irondhcp and Kea side by side, written into docs/benchmarks.md).
 
 mod build_ebpf;
 
@@ -50,10 +51,11 @@ fn main() -> Result<()> {
         Some("build") => build(&root),
         Some("demo") => demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
         Some("lint") => lint(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  test        run the whole test suite (root)\n  lint        cargo fmt --check and clippy -D warnings"
+                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings"
             );
             bail!("no command given")
         }
@@ -189,6 +191,26 @@ fn require_root(what: &str) -> Result<()> {
         bail!("{what} needs root: network namespaces, veth pairs and XDP");
     }
     Ok(())
+}
+
+/// The side-by-side benchmark: release builds of the daemon, the load
+/// generator and the benchmark driver, then the driver (which writes
+/// docs/benchmarks.md and docs/benchmarks.json).
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    require_root("the benchmark")?;
+    let obj = ebpf(root)?;
+    status(
+        cargo()
+            .current_dir(root)
+            .args(["build", "--release", "-p", "irondhcp-control", "-p", "irondhcp-bench", "--bins"])
+            .env("IRONDHCP_XDP_OBJ", &obj),
+    )?;
+    status(
+        Command::new(root.join("target/release/irondhcp-benchmark"))
+            .arg("--root")
+            .arg(root)
+            .args(extra),
+    )
 }
 
 fn demo(root: &Path, extra: &[String]) -> Result<()> {

@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use irondhcp_fastpath::lease_map::LeaseMap;
-use irondhcp_fastpath::worker::{Worker, WorkerShared};
+use irondhcp_fastpath::worker::{Doorbell, Worker, WorkerShared};
 use irondhcp_fastpath::xsk::{raise_memlock_limit, XskConfig, XskSocket};
 use tokio::sync::{mpsc, watch};
 
 use crate::alloc::{Allocator, Timers};
 use crate::config::Validated;
 use crate::ctl::{self, CtlContext};
-use crate::plane::{self, Plane, PlaneStats};
+use crate::plane::{FastInput, Plane, PlaneStats};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{LeaseStore, StoreError};
 use crate::xdp::{XdpError, XdpMode, XdpProgram};
@@ -108,6 +108,7 @@ pub async fn run(
     // control plane, one reply channel back to each worker.
     let (alloc_tx, alloc_rx) = crossbeam_channel::bounded(s.channel_capacity);
     let (event_tx, event_rx) = crossbeam_channel::bounded(s.channel_capacity * 4);
+    let control_bell = Arc::new(Doorbell::new().map_err(io("eventfd"))?);
     let mut reply_txs = Vec::new();
     let mut shared = Vec::new();
     let mut handles = Vec::new();
@@ -131,6 +132,8 @@ pub async fn run(
             to_control: alloc_tx.clone(),
             events: event_tx.clone(),
             replies: reply_rx,
+            control_bell: control_bell.clone(),
+            bell_pending: false,
         };
         handles.push(worker.spawn().map_err(io("spawning a worker"))?);
         reply_txs.push(reply_tx);
@@ -139,9 +142,11 @@ pub async fn run(
     drop(alloc_tx);
     drop(event_tx);
 
-    let (plane_tx, plane_rx) = mpsc::channel(s.channel_capacity);
-    let bridge =
-        plane::spawn_bridge(alloc_rx, event_rx, plane_tx).map_err(io("spawning the bridge"))?;
+    let fast_input = FastInput {
+        allocs: alloc_rx,
+        events: event_rx,
+        bell: control_bell,
+    };
     let (query_tx, query_rx) = mpsc::channel(16);
     let xdp = Arc::new(Mutex::new(Some(xdp)));
     let ctl_task = tokio::spawn(ctl::serve(
@@ -168,7 +173,7 @@ pub async fn run(
     // The plane runs until shutdown; then it has flushed the write-behind.
     let mut plane_shutdown = shutdown.clone();
     let (plane_stop_tx, plane_stop_rx) = watch::channel(false);
-    let plane_task = tokio::spawn(plane.run(plane_rx, query_rx, plane_stop_rx));
+    let plane_task = tokio::spawn(plane.run(fast_input, query_rx, plane_stop_rx));
     let _ = plane_shutdown.wait_for(|v| *v).await;
     tracing::info!("shutting down: detaching XDP, flushing leases");
 
@@ -176,16 +181,14 @@ pub async fn run(
     if let Ok(mut g) = xdp.lock() {
         g.take();
     }
-    // 2. Stop workers; their senders drop, which ends the bridge.
+    // 2. Stop workers (their last batches are already queued).
     for sh in &shared {
         sh.stop();
     }
     for h in handles {
         let _ = h.join();
     }
-    // 3. The bridge ends once it has forwarded everything the workers
-    //    queued; then the plane applies it, flushes and stops.
-    let _ = tokio::task::spawn_blocking(move || bridge.join()).await;
+    // 3. The plane applies the events the workers queued, flushes and stops.
     let _ = plane_stop_tx.send(true);
     let stats = plane_task.await.unwrap_or_default();
     let _ = ctl_task.await;

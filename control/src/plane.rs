@@ -2,8 +2,9 @@
 //! writes the lease store.
 //!
 //! Workers talk to it over bounded crossbeam channels (they must never
-//! await); a bridge thread moves those messages into this tokio task. The
-//! task drains whatever has queued up and answers DISCOVERs at once from the
+//! await) and ring its doorbell (an eventfd the task watches with
+//! `AsyncFd`) once per batch. The task drains whatever has queued up and
+//! answers DISCOVERs at once from the
 //! [`Allocator`]. Grants (REQUESTs that need a new lease) go, together with
 //! the pending write-behind (renewals, releases, declines), to a separate
 //! committer task that writes everything queued in ONE store transaction:
@@ -27,7 +28,8 @@ use irondhcp_fastpath::channel::{
     AllocDecision, AllocKind, AllocReply, AllocRequest, FastEvent, FrameBuf,
 };
 use irondhcp_fastpath::unix_now;
-use irondhcp_fastpath::worker::WorkerShared;
+use irondhcp_fastpath::worker::{Doorbell, WorkerShared};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
@@ -38,10 +40,38 @@ const MAX_BATCH: usize = 2048;
 /// Most addresses looked at per reclaim pass.
 const RECLAIM_PER_PASS: usize = 10_000;
 
-/// A message from the fast path.
+/// What the fast path sends: requests that need an address, write-behind
+/// events, and the doorbell the workers ring after queueing either.
+pub struct FastInput {
+    pub allocs: Receiver<AllocRequest>,
+    pub events: Receiver<FastEvent>,
+    pub bell: Arc<Doorbell>,
+}
+
+/// A message from the fast path, as the control plane handles it.
 pub enum Input {
     Alloc(Box<AllocRequest>),
     Event(FastEvent),
+}
+
+impl FastInput {
+    /// Moves up to `max` queued messages into `batch`; events first (they
+    /// are cheap and keep renewals' lag short). Returns whether more remain.
+    fn drain(&self, batch: &mut Vec<Input>, max: usize) -> bool {
+        while batch.len() < max {
+            match self.events.try_recv() {
+                Ok(e) => batch.push(Input::Event(e)),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < max {
+            match self.allocs.try_recv() {
+                Ok(r) => batch.push(Input::Alloc(Box::new(r))),
+                Err(_) => break,
+            }
+        }
+        !self.events.is_empty() || !self.allocs.is_empty()
+    }
 }
 
 /// A question from the management socket.
@@ -62,32 +92,6 @@ pub struct PlaneStats {
     pub store_errors: u64,
     pub write_behind_pending: usize,
     pub reply_drops: u64,
-}
-
-/// Moves fast-path messages from crossbeam into the tokio task. Runs on its
-/// own thread; ends when every worker's sender is gone or the task is gone.
-pub fn spawn_bridge(
-    allocs: Receiver<AllocRequest>,
-    events: Receiver<FastEvent>,
-    to_plane: mpsc::Sender<Input>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("irondhcp-bridge".into()).spawn(move || {
-        // A receiver is only done when it is empty AND disconnected; keep
-        // draining the other until both are, so nothing queued is lost.
-        let (never_a, never_e) = (crossbeam_channel::never(), crossbeam_channel::never());
-        let (mut allocs_open, mut events_open) = (true, true);
-        while allocs_open || events_open {
-            let a = if allocs_open { &allocs } else { &never_a };
-            let e = if events_open { &events } else { &never_e };
-            let msg = crossbeam_channel::select! {
-                recv(a) -> m => match m { Ok(r) => Input::Alloc(Box::new(r)), Err(_) => { allocs_open = false; continue } },
-                recv(e) -> m => match m { Ok(ev) => Input::Event(ev), Err(_) => { events_open = false; continue } },
-            };
-            if to_plane.blocking_send(msg).is_err() {
-                break;
-            }
-        }
-    })
 }
 
 /// A grant waiting for its commit, with what the ACK needs.
@@ -160,6 +164,9 @@ pub struct Plane<S: LeaseStore> {
     pub reclaim_every: Duration,
     /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
+    /// Workers with replies queued since their doorbell last rang: one
+    /// eventfd write per worker per batch, not per reply.
+    to_wake: Vec<bool>,
     stats: PlaneStats,
 }
 
@@ -172,6 +179,7 @@ impl<S: LeaseStore> Plane<S> {
         write_behind: Duration,
         reclaim_every: Duration,
     ) -> Self {
+        let n = workers.len();
         Self {
             alloc,
             store,
@@ -180,6 +188,7 @@ impl<S: LeaseStore> Plane<S> {
             write_behind,
             reclaim_every,
             pending: Vec::new(),
+            to_wake: vec![false; n],
             stats: PlaneStats::default(),
         }
     }
@@ -188,10 +197,20 @@ impl<S: LeaseStore> Plane<S> {
     /// write-behind and returns.
     pub async fn run(
         mut self,
-        mut input: mpsc::Receiver<Input>,
+        input: FastInput,
         mut queries: mpsc::Receiver<Query>,
         mut shutdown: watch::Receiver<bool>,
     ) -> PlaneStats {
+        // SAFETY: the Arc keeps the eventfd open, and its fd unchanged, for
+        // as long as the AsyncFd holds it.
+        let bell = match unsafe { AsyncFd::register(input.bell.clone()) } {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e.into_parts().1, "cannot watch the control plane's doorbell");
+                return self.stats;
+            }
+        };
+        let mut more = false;
         let (job_tx, job_rx) = mpsc::channel::<CommitJob>(64);
         let (done_tx, mut done_rx) = mpsc::channel::<CommitDone>(64);
         let committer = tokio::spawn(committer(self.store.clone(), job_rx, done_tx));
@@ -204,18 +223,26 @@ impl<S: LeaseStore> Plane<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                Some(d) = done_rx.recv() => self.committed(d),
-                n = input.recv_many(&mut batch, MAX_BATCH) => {
-                    if n == 0 {
+                Some(d) = done_rx.recv() => {
+                    self.committed(d);
+                    self.ring_doorbells();
+                }
+                r = bell.readable(), if !more => {
+                    if let Ok(mut guard) = r {
+                        guard.clear_ready();
+                    }
+                    // Drain the doorbell before the channels, so a ring that
+                    // comes after this drain is never lost.
+                    input.bell.drain();
+                    more = input.drain(&mut batch, MAX_BATCH);
+                    if let Err(()) = self.dispatch(&mut batch, &job_tx).await {
                         break;
                     }
-                    let grants = self.process(&mut batch);
-                    if !grants.is_empty() {
-                        // Grants travel with the write-behind queued so far.
-                        let writes = std::mem::take(&mut self.pending);
-                        if job_tx.send(CommitJob { grants, writes }).await.is_err() {
-                            break;
-                        }
+                }
+                () = std::future::ready(()), if more => {
+                    more = input.drain(&mut batch, MAX_BATCH);
+                    if let Err(()) = self.dispatch(&mut batch, &job_tx).await {
+                        break;
                     }
                 }
                 Some(q) = queries.recv() => self.answer(q),
@@ -239,11 +266,8 @@ impl<S: LeaseStore> Plane<S> {
         // Shutting down: no new allocations, but every event already
         // received is applied and persisted, and every commit in flight
         // finishes.
-        input.close();
-        while let Ok(msg) = input.try_recv() {
-            if let Input::Event(e) = msg {
-                self.event(e);
-            }
+        while let Ok(e) = input.events.try_recv() {
+            self.event(e);
         }
         let writes = std::mem::take(&mut self.pending);
         let _ = job_tx
@@ -255,6 +279,7 @@ impl<S: LeaseStore> Plane<S> {
         drop(job_tx);
         while let Some(d) = done_rx.recv().await {
             self.committed(d);
+            self.ring_doorbells();
         }
         let _ = committer.await;
         // What still failed gets a few direct attempts.
@@ -272,6 +297,24 @@ impl<S: LeaseStore> Plane<S> {
         }
         self.stats.write_behind_pending = self.pending.len();
         self.stats.clone()
+    }
+
+    /// Processes a drained batch and hands its grants, with the
+    /// write-behind queued so far, to the committer.
+    async fn dispatch(
+        &mut self,
+        batch: &mut Vec<Input>,
+        jobs: &mpsc::Sender<CommitJob>,
+    ) -> Result<(), ()> {
+        let grants = self.process(batch);
+        self.ring_doorbells();
+        if !grants.is_empty() {
+            let writes = std::mem::take(&mut self.pending);
+            jobs.send(CommitJob { grants, writes })
+                .await
+                .map_err(|_| ())?;
+        }
+        Ok(())
     }
 
     fn answer(&mut self, q: Query) {
@@ -318,9 +361,21 @@ impl<S: LeaseStore> Plane<S> {
         };
         if tx.try_send(AllocReply { decision, frame }).is_err() {
             self.stats.reply_drops += 1;
+            // A full reply channel means the worker is behind: wake it now.
+            shared.doorbell.ring();
             return;
         }
-        shared.doorbell.ring();
+        self.to_wake[w] = true;
+    }
+
+    fn ring_doorbells(&mut self) {
+        for (w, wake) in self.to_wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                if let Some(shared) = self.workers.get(w) {
+                    shared.doorbell.ring();
+                }
+            }
+        }
     }
 
     /// Handles a drained batch: answers what needs no commit, returns the
@@ -446,8 +501,8 @@ mod tests {
         (p, rx)
     }
 
-    fn request(addr: Ipv4Addr) -> Input {
-        Input::Alloc(Box::new(AllocRequest {
+    fn request(addr: Ipv4Addr) -> AllocRequest {
+        AllocRequest {
             worker: 0,
             kind: AllocKind::Request,
             subnet: 0,
@@ -455,7 +510,7 @@ mod tests {
             hw_addr: [2, 0, 0, 0, 0, 1],
             requested: Some(addr),
             frame: FrameBuf::copy_from(&[0u8; 64]).unwrap(),
-        }))
+        }
     }
 
     /// Polls `cond` until it holds (5 s at most).
@@ -473,21 +528,30 @@ mod tests {
     async fn store_outage_withholds_acks_and_keeps_write_behind() {
         let store = Arc::new(FlakyStore::default());
         let (p, replies) = plane(store.clone());
-        let (in_tx, in_rx) = mpsc::channel(16);
+        let (alloc_tx, allocs) = crossbeam_channel::bounded(16);
+        let (event_tx, events) = crossbeam_channel::bounded(16);
+        let bell = Arc::new(Doorbell::new().unwrap());
+        let input = FastInput {
+            allocs,
+            events,
+            bell: bell.clone(),
+        };
         let (_q_tx, q_rx) = mpsc::channel(1);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(p.run(in_rx, q_rx, stop_rx));
+        let task = tokio::spawn(p.run(input, q_rx, stop_rx));
         let addr = Ipv4Addr::new(10, 0, 0, 15);
 
         // A grant while the store is down: the commit fails, no ACK.
         *store.down.lock().unwrap() = true;
-        in_tx.send(request(addr)).await.unwrap();
+        alloc_tx.send(request(addr)).unwrap();
+        bell.ring();
         assert!(eventually(|| *store.failures.lock().unwrap() >= 1).await);
         assert!(replies.try_recv().is_err(), "no ACK without a commit");
 
         // Store back: the retransmitted REQUEST is committed, then ACKed.
         *store.down.lock().unwrap() = false;
-        in_tx.send(request(addr)).await.unwrap();
+        alloc_tx.send(request(addr)).unwrap();
+        bell.ring();
         assert!(
             eventually(|| !replies.is_empty()).await,
             "ACK after the commit"
@@ -501,15 +565,15 @@ mod tests {
         let failures = *store.failures.lock().unwrap();
         let kh = key_hash(1, b"client");
         let expiry = unix_now() + 10_000;
-        in_tx
-            .send(Input::Event(FastEvent::Renewed {
+        event_tx
+            .send(FastEvent::Renewed {
                 subnet: 0,
                 addr,
                 key_hash: kh,
                 expiry,
-            }))
-            .await
+            })
             .unwrap();
+        bell.ring();
         assert!(
             eventually(|| *store.failures.lock().unwrap() >= failures + 2).await,
             "flushes retried"

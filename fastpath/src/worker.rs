@@ -9,8 +9,9 @@
 //! after sending one so that an idle worker, asleep in `poll(2)` on its
 //! socket and that eventfd, wakes at once instead of on a timer.
 //!
-//! Per batch the only syscalls are the TX kick (`sendto`) and, when there is
-//! nothing to do, the `poll` that puts the thread to sleep.
+//! Per batch the only syscalls are the TX kick (`sendto`), one ring of the
+//! control plane's doorbell when the batch queued anything for it, and, when
+//! there is nothing to do, the `poll` that puts the thread to sleep.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -60,7 +61,8 @@ impl Doorbell {
         };
     }
 
-    fn drain(&self) {
+    /// Consumes the pending rings (non-blocking).
+    pub fn drain(&self) {
         let mut v: u64 = 0;
         // SAFETY: reading 8 bytes into a live u64; non-blocking.
         unsafe {
@@ -73,6 +75,12 @@ impl Doorbell {
     }
 
     pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl AsRawFd for Doorbell {
+    fn as_raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
 }
@@ -114,6 +122,11 @@ pub struct Worker {
     pub to_control: Sender<AllocRequest>,
     pub events: Sender<FastEvent>,
     pub replies: Receiver<AllocReply>,
+    /// The control plane's doorbell, rung once per batch that queued
+    /// anything for it (not once per message).
+    pub control_bell: Arc<Doorbell>,
+    /// Something was queued for the control plane since the last ring.
+    pub bell_pending: bool,
 }
 
 impl Worker {
@@ -143,6 +156,9 @@ impl Worker {
             }
             let replies = self.send_decisions();
             self.socket.flush_tx();
+            if std::mem::take(&mut self.bell_pending) {
+                self.control_bell.ring();
+            }
             if n == 0 && replies == 0 {
                 self.socket.reap_completions();
                 wait_readable(
@@ -182,6 +198,7 @@ impl Worker {
                         self.socket.free_tx(tx_addr);
                         return;
                     }
+                    self.bell_pending = true;
                 }
                 WorkerCounters::bump(&counters.answered_from_map);
                 self.transmit(tx_addr, len, msg_type);
@@ -190,6 +207,8 @@ impl Worker {
                 self.socket.free_tx(tx_addr);
                 if self.events.try_send(ev).is_err() {
                     counters.drop(DropReason::EventBusy);
+                } else {
+                    self.bell_pending = true;
                 }
             }
             Verdict::Control(meta) => {
@@ -209,7 +228,10 @@ impl Worker {
                     frame,
                 };
                 match self.to_control.try_send(req) {
-                    Ok(()) => WorkerCounters::bump(&counters.to_control),
+                    Ok(()) => {
+                        WorkerCounters::bump(&counters.to_control);
+                        self.bell_pending = true;
+                    }
                     Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                         counters.drop(DropReason::ControlBusy)
                     }

@@ -95,56 +95,47 @@ impl LeaseStore for SqliteStore {
     }
 
     async fn apply(&self, writes: &[LeaseWrite], now: u64) -> Result<Vec<bool>, StoreError> {
+        // Order within the transaction: renewals, then the rare per-row
+        // changes (release, decline, expiry) in the order given, then the
+        // grants, so a grant can take over an address released or expired
+        // in the same batch.
+        let mut applied = vec![false; writes.len()];
         let mut tx = self.pool.begin().await?;
-        let mut applied = Vec::with_capacity(writes.len());
         let now_i = now as i64;
+        // Several renewals of one lease in a batch become one row with the
+        // latest expiry: UPDATE ... FROM would pick an arbitrary one.
+        let mut latest: std::collections::HashMap<(u32, Ipv4Addr, &[u8]), u64> =
+            std::collections::HashMap::new();
         for w in writes {
+            if let LeaseWrite::Extend {
+                subnet_id,
+                address,
+                client_key,
+                expiry,
+            } = w
+            {
+                let e = latest
+                    .entry((*subnet_id, *address, client_key.as_slice()))
+                    .or_insert(0);
+                *e = (*e).max(*expiry);
+            }
+        }
+        let rows: Vec<ExtendRow<'_>> = latest.into_iter().collect();
+        let mut extended = std::collections::HashSet::new();
+        for chunk in rows.chunks(EXTEND_ROWS) {
+            extended.extend(self.extend_rows(&mut tx, chunk, now_i).await?);
+        }
+        for (i, w) in writes.iter().enumerate() {
+            if let LeaseWrite::Extend {
+                subnet_id, address, ..
+            } = w
+            {
+                applied[i] = extended.contains(&(i64::from(*subnet_id), address.to_string()));
+            }
+        }
+        for (i, w) in writes.iter().enumerate() {
             let res = match w {
-                LeaseWrite::Grant {
-                    subnet_id,
-                    address,
-                    client_key,
-                    hw_address,
-                    expiry,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, 'leased', ?5, ?6, ?7)
-                         ON CONFLICT (subnet_id, address) DO UPDATE SET
-                            client_key = excluded.client_key, hw_address = excluded.hw_address,
-                            state = 'leased', expiry = excluded.expiry,
-                            allocated_by = excluded.allocated_by, updated_at = excluded.updated_at
-                         WHERE leases.client_key = excluded.client_key
-                            OR leases.state <> 'leased' OR leases.expiry < ?7",
-                    )
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(hw_address.map(|h| h.to_vec()))
-                    .bind(*expiry as i64)
-                    .bind(&self.server_id)
-                    .bind(now_i)
-                    .execute(&mut *tx)
-                    .await?
-                }
-                LeaseWrite::Extend {
-                    subnet_id,
-                    address,
-                    client_key,
-                    expiry,
-                } => {
-                    sqlx::query(
-                        "UPDATE leases SET expiry = MAX(expiry, ?4), updated_at = ?5
-                         WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased'",
-                    )
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(*expiry as i64)
-                    .bind(now_i)
-                    .execute(&mut *tx)
-                    .await?
-                }
+                LeaseWrite::Grant { .. } | LeaseWrite::Extend { .. } => continue,
                 LeaseWrite::Release {
                     subnet_id,
                     address,
@@ -196,10 +187,143 @@ impl LeaseStore for SqliteStore {
                     .await?
                 }
             };
-            applied.push(res.rows_affected() > 0);
+            applied[i] = res.rows_affected() > 0;
+        }
+        let grants: Vec<usize> = (0..writes.len())
+            .filter(|&i| matches!(writes[i], LeaseWrite::Grant { .. }))
+            .collect();
+        for chunk in grants.chunks(GRANT_ROWS) {
+            self.grant_rows(&mut tx, writes, chunk, now_i, &mut applied)
+                .await?;
         }
         tx.commit().await?;
         Ok(applied)
+    }
+}
+
+/// Rows per multi-row statement: one statement (one trip to SQLite's
+/// thread) for many leases is what makes a batch cheap; the sizes keep the
+/// bound parameters far below SQLite's limit.
+const GRANT_ROWS: usize = 128;
+const EXTEND_ROWS: usize = 256;
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// One coalesced renewal: ((subnet, address, client key), latest expiry).
+type ExtendRow<'a> = ((u32, Ipv4Addr, &'a [u8]), u64);
+
+impl SqliteStore {
+    /// Grants as one upsert; RETURNING names the rows that took effect (a
+    /// row another client still holds is left alone and not returned).
+    async fn grant_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        writes: &[LeaseWrite],
+        idx: &[usize],
+        now: i64,
+        applied: &mut [bool],
+    ) -> Result<(), StoreError> {
+        let mut sql = String::from(
+            "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at) VALUES ",
+        );
+        for n in 0..idx.len() {
+            sql.push_str(if n == 0 {
+                "(?, ?, ?, ?, 'leased', ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, 'leased', ?, ?, ?)"
+            });
+        }
+        sql.push_str(
+            " ON CONFLICT (subnet_id, address) DO UPDATE SET
+                client_key = excluded.client_key, hw_address = excluded.hw_address,
+                state = 'leased', expiry = excluded.expiry,
+                allocated_by = excluded.allocated_by, updated_at = excluded.updated_at
+              WHERE leases.client_key = excluded.client_key
+                 OR leases.state <> 'leased' OR leases.expiry < excluded.updated_at
+              RETURNING subnet_id, address, client_key",
+        );
+        let mut q = sqlx::query(&sql);
+        for &i in idx {
+            if let LeaseWrite::Grant {
+                subnet_id,
+                address,
+                client_key,
+                hw_address,
+                expiry,
+            } = &writes[i]
+            {
+                q = q
+                    .bind(i64::from(*subnet_id))
+                    .bind(address.to_string())
+                    .bind(client_key.as_slice())
+                    .bind(hw_address.map(|h| h.to_vec()))
+                    .bind(*expiry as i64)
+                    .bind(&self.server_id)
+                    .bind(now);
+            }
+        }
+        let rows = q.fetch_all(&mut **tx).await?;
+        let mut done = std::collections::HashSet::with_capacity(rows.len());
+        for r in rows {
+            done.insert((
+                r.try_get::<i64, _>(0)?,
+                r.try_get::<String, _>(1)?,
+                r.try_get::<Vec<u8>, _>(2)?,
+            ));
+        }
+        for &i in idx {
+            if let LeaseWrite::Grant {
+                subnet_id,
+                address,
+                client_key,
+                ..
+            } = &writes[i]
+            {
+                applied[i] = done.contains(&(
+                    i64::from(*subnet_id),
+                    address.to_string(),
+                    client_key.clone(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Renewal extensions as one UPDATE ... FROM a VALUES list; expiry only
+    /// grows, and only the client's own live lease is touched. Returns the
+    /// (subnet, address) of the rows updated.
+    async fn extend_rows(
+        &self,
+        tx: &mut Tx<'_>,
+        rows: &[ExtendRow<'_>],
+        now: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut sql = String::from("WITH v(subnet_id, address, client_key, expiry) AS (VALUES ");
+        for n in 0..rows.len() {
+            sql.push_str(if n == 0 {
+                "(?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?)"
+            });
+        }
+        sql.push_str(
+            ") UPDATE leases SET expiry = MAX(leases.expiry, v.expiry), updated_at = ?
+               FROM v WHERE leases.subnet_id = v.subnet_id AND leases.address = v.address
+                 AND leases.client_key = v.client_key AND leases.state = 'leased'
+               RETURNING leases.subnet_id, leases.address",
+        );
+        let mut q = sqlx::query(&sql);
+        for ((subnet_id, address, client_key), expiry) in rows {
+            q = q
+                .bind(i64::from(*subnet_id))
+                .bind(address.to_string())
+                .bind(*client_key)
+                .bind(*expiry as i64);
+        }
+        let out = q.bind(now).fetch_all(&mut **tx).await?;
+        out.into_iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+            .collect()
     }
 }
 
@@ -282,5 +406,71 @@ mod tests {
                 .unwrap(),
             vec![true]
         );
+    }
+
+    /// One batch: a release, then a grant of the released address to another
+    /// client, and many renewals: the grant takes effect (per-row changes go
+    /// before grants), and the latest renewal wins.
+    #[tokio::test]
+    async fn batch_order_and_multi_row_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.sqlite3");
+        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
+            .await
+            .unwrap();
+        let now = 1_000;
+        let mut first: Vec<LeaseWrite> = (0..300u32)
+            .map(|i| {
+                grant(
+                    [10, 1, (i / 256) as u8, (i % 256) as u8],
+                    &i.to_be_bytes(),
+                    2_000,
+                )
+            })
+            .collect();
+        first.push(grant([10, 0, 0, 9], b"A", 2_000));
+        assert!(
+            s.apply(&first, now).await.unwrap().iter().all(|a| *a),
+            "multi-row grants all applied"
+        );
+
+        let mut batch = vec![LeaseWrite::Grant {
+            subnet_id: 1,
+            address: Ipv4Addr::new(10, 0, 0, 9),
+            client_key: b"B".to_vec(),
+            hw_address: None,
+            expiry: 3_000,
+        }];
+        batch.push(LeaseWrite::Release {
+            subnet_id: 1,
+            address: Ipv4Addr::new(10, 0, 0, 9),
+            client_key: b"A".to_vec(),
+        });
+        for (i, e) in [(7u32, 5_000u64), (7, 6_000), (7, 5_500), (8, 4_000)] {
+            batch.push(LeaseWrite::Extend {
+                subnet_id: 1,
+                address: Ipv4Addr::new(10, 1, 0, i as u8),
+                client_key: i.to_be_bytes().to_vec(),
+                expiry: e,
+            });
+        }
+        batch.push(LeaseWrite::Extend {
+            subnet_id: 1,
+            address: Ipv4Addr::new(10, 1, 0, 9),
+            client_key: b"not the owner".to_vec(),
+            expiry: 9_000,
+        });
+        let r = s.apply(&batch, now).await.unwrap();
+        assert_eq!(r, vec![true, true, true, true, true, true, false]);
+        let rows = s.load().await.unwrap();
+        let get = |a: Ipv4Addr| rows.iter().find(|r| r.address == a).unwrap().clone();
+        let nine = get(Ipv4Addr::new(10, 0, 0, 9));
+        assert_eq!(
+            (nine.client_key.as_slice(), nine.state),
+            (&b"B"[..], RecordState::Leased)
+        );
+        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 7)).expiry, 6_000);
+        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 8)).expiry, 4_000);
+        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 9)).expiry, 2_000);
     }
 }

@@ -1,1 +1,4 @@
-//! Benchmarks and the load generator (next capability).
+//! Benchmarks (criterion, in `benches/`) and the bundled DHCPv4 load
+//! generator, `irondhcp-loadgen` ([`loadgen`]).
+
+pub mod loadgen;

@@ -202,7 +202,15 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     status(
         cargo()
             .current_dir(root)
-            .args(["build", "--release", "-p", "irondhcp-control", "-p", "irondhcp-bench", "--bins"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "irondhcp-control",
+                "-p",
+                "irondhcp-bench",
+                "--bins",
+            ])
             .env("IRONDHCP_XDP_OBJ", &obj),
     )?;
     status(

@@ -42,6 +42,13 @@ pub struct Timers {
     /// Write-behind lag plus grace, in seconds: an address is reclaimed only
     /// this long after its stored expiry (DESIGN.md, decision 3).
     pub reclaim_margin: u64,
+    /// A renewal that moves the expiry less than this many seconds (and less
+    /// than a quarter of the lease time) past the stored one is not written
+    /// (lease caching, like Kea's `cache-threshold`). Safe while it is at
+    /// most the reclaim grace: after
+    /// a restart the stored expiry is at most this much short of what the
+    /// client was promised, and reclamation waits longer than that.
+    pub write_threshold: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +105,13 @@ struct Owner {
     hw: Option<[u8; 6]>,
     subnet: u16,
     state: OwnerState,
+    /// The expiry last written to the store (seconds; fits u32 until 2106).
+    stored: u32,
 }
 
 const FREE: Owner = Owner {
     key: KeyBuf::EMPTY,
+    stored: 0,
     expiry: 0,
     hw: None,
     subnet: 0,
@@ -283,6 +293,7 @@ impl Allocator {
             hw,
             subnet: si,
             state,
+            stored: secs32(expiry),
         };
     }
 
@@ -483,6 +494,7 @@ impl Allocator {
             hw,
             subnet: si,
             state: OwnerState::Committing,
+            stored: secs32(expiry),
         };
         self.by_client.insert(kh, slot);
         RequestOutcome::Commit(LeaseWrite::Grant {
@@ -546,12 +558,23 @@ impl Allocator {
             .then_some(slot)
     }
 
-    /// A renewal the fast path ACKed from memory.
+    /// A renewal the fast path ACKed from memory. Returns the write that
+    /// persists it, or None when the lease is not the client's any more or
+    /// the extension is within `write_threshold` of what is stored.
     pub fn renewed(&mut self, addr: Ipv4Addr, kh: u64, expiry: u64) -> Option<LeaseWrite> {
         let slot = self.leased_slot(addr, kh)?;
         self.leases.extend(addr, kh, expiry);
+        // Never cache more than a quarter of the lease (Kea's default
+        // cache-threshold): a renewal at T1 is always written.
+        let lease_time =
+            u64::from(self.subnets[self.owners[slot as usize].subnet as usize].lease_time);
+        let threshold = self.timers.write_threshold.min(lease_time / 4);
         let o = &mut self.owners[slot as usize];
         o.expiry = o.expiry.max(expiry);
+        if expiry < u64::from(o.stored) + threshold {
+            return None;
+        }
+        o.stored = secs32(expiry);
         Some(LeaseWrite::Extend {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
@@ -757,6 +780,7 @@ address = "10.0.0.50"
                 offer_lifetime: 30,
                 decline_probation: 600,
                 reclaim_margin: 61,
+                write_threshold: 0,
             },
         )
     }
@@ -877,6 +901,31 @@ address = "10.0.0.50"
         assert_eq!(w.len(), 1);
         assert!(a.leases.get(addr).is_none());
         assert_eq!(offer_addr(a.discover(0, b"d", None, None, 4_100)), addr);
+    }
+
+    #[test]
+    fn renewals_within_the_write_threshold_are_not_written() {
+        let mut a = setup("10.0.0.100-10.0.0.100");
+        a.timers.write_threshold = 30;
+        let kh = key_hash(7, b"c");
+        let addr = offer_addr(a.discover(0, b"c", None, None, 0));
+        commit(&mut a, b"c", addr, 0); // stored expiry 3600
+        assert!(
+            a.renewed(addr, kh, 3_620).is_none(),
+            "20 s past the stored expiry: cached"
+        );
+        assert_eq!(
+            a.leases.get(addr).unwrap().expiry,
+            3_620,
+            "the map still has the new expiry"
+        );
+        assert!(a.renewed(addr, kh, 3_630).is_some(), "30 s past: written");
+        assert!(
+            a.renewed(addr, kh, 3_640).is_none(),
+            "measured from the new stored expiry"
+        );
+        // Reclamation follows the in-memory expiry, not the stored one.
+        assert!(a.reclaim(3_640 + 60, 10).is_empty());
     }
 
     #[test]

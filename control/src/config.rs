@@ -63,6 +63,14 @@ pub struct ServerConfig {
     /// Core for each queue's worker (same length as `queues`), or empty.
     #[serde(default)]
     pub cores: Vec<usize>,
+    /// Cores for everything else (control plane, store, management); by
+    /// default every core not in `cores`.
+    #[serde(default)]
+    pub control_cores: Vec<usize>,
+    /// Microseconds an idle worker keeps polling its rings before it sleeps
+    /// (0: sleep at once). Trades a little CPU for a short latency tail.
+    #[serde(default = "default_idle_spin_us")]
+    pub idle_spin_us: u64,
     /// XDP attach mode: "native", "generic" or "auto".
     #[serde(default = "default_xdp_mode")]
     pub xdp_mode: String,
@@ -185,6 +193,9 @@ fn default_offer_lifetime() -> u32 {
 }
 fn default_decline_probation() -> u32 {
     86_400
+}
+fn default_idle_spin_us() -> u64 {
+    1000
 }
 fn default_write_behind_ms() -> u64 {
     500

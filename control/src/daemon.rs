@@ -78,6 +78,7 @@ pub async fn run(
         offer_lifetime: s.offer_lifetime,
         decline_probation: s.decline_probation,
         reclaim_margin: s.write_behind_ms.div_ceil(1000) + u64::from(s.reclaim_grace),
+        write_threshold: u64::from(s.reclaim_grace / 2),
     };
     let mut alloc = Allocator::new(cfg.subnets.clone(), leases.clone(), timers);
     let mut live = 0u64;
@@ -134,6 +135,7 @@ pub async fn run(
             replies: reply_rx,
             control_bell: control_bell.clone(),
             bell_pending: false,
+            idle_spin: Duration::from_micros(s.idle_spin_us),
         };
         handles.push(worker.spawn().map_err(io("spawning a worker"))?);
         reply_txs.push(reply_tx);

@@ -247,6 +247,11 @@ impl<S: LeaseStore> Plane<S> {
                 }
                 Some(q) = queries.recv() => self.answer(q),
                 _ = flush.tick() => {
+                    // Workers ring for write-behind only once it backs up;
+                    // whatever is queued below that is collected here.
+                    while let Ok(e) = input.events.try_recv() {
+                        self.event(e);
+                    }
                     if !self.pending.is_empty() {
                         let writes = std::mem::take(&mut self.pending);
                         if job_tx.send(CommitJob { grants: Vec::new(), writes }).await.is_err() {
@@ -486,6 +491,7 @@ mod tests {
             offer_lifetime: 30,
             decline_probation: 60,
             reclaim_margin: 61,
+            write_threshold: 0,
         };
         let alloc = Allocator::new(v.subnets.clone(), map, timers);
         let (tx, rx) = crossbeam_channel::bounded(16);

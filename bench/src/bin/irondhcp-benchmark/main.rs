@@ -45,6 +45,11 @@ pub struct Args {
     /// Only the memory measurement (no rate searches).
     #[arg(long)]
     pub memory_only: bool,
+    /// One trial only, printed as JSON, e.g. `irondhcp:renew:31000`
+    /// (server irondhcp|kea, scenario dora|renew|relay, offered rate): for
+    /// profiling a single operating point.
+    #[arg(long)]
+    pub trial: Option<String>,
     /// Where the workspace is (docs/ is written there).
     #[arg(long)]
     pub root: Option<PathBuf>,
@@ -110,6 +115,12 @@ fn machine() -> String {
 
 fn run(args: &Args) -> Result<()> {
     let bins = bins()?;
+    if let Some(spec) = &args.trial {
+        let (server, scenario, rate) = search::parse_trial(spec)?;
+        let v = search::trial(&bins, args, server, scenario, rate)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     let root = workspace_root(args);
     let started = std::time::Instant::now();
     eprintln!("== machine: {}", machine());

@@ -48,6 +48,27 @@ impl Scenario {
     }
 }
 
+/// Parses `server:scenario:rate` (the `--trial` option).
+pub fn parse_trial(spec: &str) -> Result<(Server, Scenario, f64)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [server, scenario, rate] = parts.as_slice() else {
+        bail!("--trial takes server:scenario:rate, e.g. irondhcp:renew:31000");
+    };
+    let server = match *server {
+        "irondhcp" => Server::Irondhcp,
+        "kea" => Server::Kea,
+        other => bail!("unknown server {other:?} (irondhcp, kea)"),
+    };
+    let scenario = match *scenario {
+        "dora" => Scenario::Dora,
+        "renew" => Scenario::Renew,
+        "relay" => Scenario::Relay,
+        other => bail!("unknown scenario {other:?} (dora, renew, relay)"),
+    };
+    let rate: f64 = rate.parse().context("rate")?;
+    Ok((server, scenario, rate))
+}
+
 /// The testbed every trial uses: a /15 so a DORA trial has 130k addresses.
 pub fn testbed_options() -> TestbedOptions {
     TestbedOptions {
@@ -55,7 +76,8 @@ pub fn testbed_options() -> TestbedOptions {
         pool: "198.18.1.0-198.19.255.254".into(),
         lease_time: 3600,
         // The worker on core 0, the load generator on core 1.
-        server_extra: "cores = [0]".into(),
+        server_extra: std::env::var("IRONDHCP_BENCH_SERVER_EXTRA")
+            .unwrap_or_else(|_| "cores = [0]".into()),
         ..TestbedOptions::default()
     }
 }

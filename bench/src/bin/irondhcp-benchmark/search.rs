@@ -228,7 +228,8 @@ pub fn search(
         }
     }
     let (rate, report) = best.unwrap_or((0.0, Value::Null));
-    Ok(json!({"rate": rate, "report": report, "trials": trials}))
+    // No failure found below the cap: the rate is a lower bound.
+    Ok(json!({"rate": rate, "report": report, "trials": trials, "lower_bound": fail.is_none()}))
 }
 
 /// The load generator's rate search for one server and scenario.

@@ -45,6 +45,10 @@ pub struct Args {
     /// Only the memory measurement (no rate searches).
     #[arg(long)]
     pub memory_only: bool,
+    /// Rewrite the table in docs/benchmarks.md from docs/benchmarks.json
+    /// (no measurement).
+    #[arg(long)]
+    pub render_only: bool,
     /// One trial only, printed as JSON, e.g. `irondhcp:renew:31000`
     /// (server irondhcp|kea, scenario dora|renew|relay, offered rate): for
     /// profiling a single operating point.
@@ -114,6 +118,14 @@ fn machine() -> String {
 }
 
 fn run(args: &Args) -> Result<()> {
+    if args.render_only {
+        let root = workspace_root(args);
+        let raw: Value =
+            serde_json::from_slice(&std::fs::read(root.join("docs/benchmarks.json"))?)?;
+        let table = report::render(&raw);
+        println!("{table}");
+        return report::write(&root, &table, &raw);
+    }
     let bins = bins()?;
     if let Some(spec) = &args.trial {
         let (server, scenario, rate) = search::parse_trial(spec)?;

@@ -50,12 +50,20 @@ pub fn render(r: &Value) -> String {
     t += "| metric (highest rate with < 1 % loss) | irondhcp | Kea | irondhcp / Kea |\n|---|---:|---:|---:|\n";
     let (id, kd) = (f(&i["dora"]["rate"]), f(&k["dora"]["rate"]));
     let (ir, kr) = (f(&i["renew"]["rate"]), f(&k["renew"]["rate"]));
+    // "≥": the search reached its cap without a failure.
+    let at_least = |v: &Value| if v["lower_bound"] == true { "≥ " } else { "" };
     t += &format!(
-        "| new leases per second (dora, durable before ACK) | {id:.0} | {kd:.0} | {} |\n",
+        "| new leases per second (dora, durable before ACK) | {}{id:.0} | {}{kd:.0} | {}{} |\n",
+        at_least(&i["dora"]),
+        at_least(&k["dora"]),
+        at_least(&i["dora"]),
         ratio(id, kd)
     );
     t += &format!(
-        "| renewals per second | {ir:.0} | {kr:.0} | {} |\n",
+        "| renewals per second | {}{ir:.0} | {}{kr:.0} | {}{} |\n",
+        at_least(&i["renew"]),
+        at_least(&k["renew"]),
+        at_least(&i["renew"]),
         ratio(ir, kr)
     );
     for (name, scen, ex) in [

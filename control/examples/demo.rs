@@ -133,13 +133,24 @@ fn demo() -> std::io::Result<()> {
         ])
         .output()?;
     let text = String::from_utf8_lossy(&perf.stdout);
-    for line in text.lines().filter(|l| {
-        l.contains("sent packets")
-            || l.contains("received packets")
-            || l.contains("drops")
-            || l.contains("rate")
-    }) {
-        println!("   {}", line.trim());
+    // perfdhcp prints the DISCOVER-OFFER block, then the REQUEST-ACK block.
+    let mut block = 0;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Rate:") {
+            println!("   {line}");
+        } else if line.starts_with("sent packets") {
+            block += 1;
+            let name = if block == 1 {
+                "DISCOVER-OFFER"
+            } else {
+                "REQUEST-ACK"
+            };
+            print!("   {name}: {line}");
+        } else if line.starts_with("received packets") || line.starts_with("drops:") {
+            print!(", {line}");
+        } else if line.starts_with("drops ratio") {
+            println!(", {line}");
+        }
     }
 
     tb.wait_for(Duration::from_secs(2), || false);

@@ -95,15 +95,20 @@ fn print_stats(v: &Value) {
         pk["drops_total"]
     );
     let list = |o: &Value| {
-        o.as_object()
+        let items: Vec<String> = o
+            .as_object()
             .map(|m| {
                 m.iter()
                     .filter(|(_, v)| v.as_u64() != Some(0))
                     .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                    .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(" ")
+        }
     };
     println!("received: {}", list(&pk["received"]));
     println!("sent: {}", list(&pk["sent"]));

@@ -168,6 +168,9 @@ fn ebpf(root: &Path) -> Result<PathBuf> {
     build_ebpf::build_ebpf(root)
 }
 
+/// Release builds of everything that runs: the daemon, irondhcp-ctl, the
+/// demo, the load generator and the benchmark driver, with the XDP program
+/// embedded.
 fn build(root: &Path) -> Result<()> {
     let obj = ebpf(root)?;
     status(
@@ -178,9 +181,10 @@ fn build(root: &Path) -> Result<()> {
                 "--release",
                 "-p",
                 "irondhcp-control",
-                "--bins",
-                "--examples",
+                "-p",
+                "irondhcp-bench",
             ])
+            .args(["--bins", "--examples"])
             .env("IRONDHCP_XDP_OBJ", &obj),
     )
 }
@@ -198,21 +202,7 @@ fn require_root(what: &str) -> Result<()> {
 /// docs/benchmarks.md and docs/benchmarks.json).
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     require_root("the benchmark")?;
-    let obj = ebpf(root)?;
-    status(
-        cargo()
-            .current_dir(root)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "irondhcp-control",
-                "-p",
-                "irondhcp-bench",
-                "--bins",
-            ])
-            .env("IRONDHCP_XDP_OBJ", &obj),
-    )?;
+    build(root)?;
     status(
         Command::new(root.join("target/release/irondhcp-benchmark"))
             .arg("--root")

@@ -5,28 +5,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use irondhcp_control::testbed::{TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_control::testbed::{perfdhcp_counts, TestbedOptions, RELAY_IP, SERVER_IP};
 
 use crate::{db_rows, started};
-
-/// (sent, received, drops) of one exchange block of perfdhcp's report.
-fn exchange_counts(report: &str, header: &str) -> Option<(u64, u64, u64)> {
-    let block = report.split(header).nth(1)?;
-    let num = |key: &str| -> Option<u64> {
-        let line = block.lines().find(|l| l.trim_start().starts_with(key))?;
-        line.split(':')
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((
-        num("sent packets")?,
-        num("received packets")?,
-        num("drops")?,
-    ))
-}
 
 #[test]
 fn perfdhcp_1000_per_second_no_drops_no_duplicates() {
@@ -61,9 +42,9 @@ fn perfdhcp_1000_per_second_no_drops_no_duplicates() {
         .output()
         .expect("run perfdhcp");
     let report = String::from_utf8_lossy(&out.stdout).to_string();
-    let (d_sent, d_recv, d_drops) = exchange_counts(&report, "DISCOVER-OFFER")
+    let (d_sent, d_recv, d_drops) = perfdhcp_counts(&report, "DISCOVER-OFFER")
         .unwrap_or_else(|| panic!("no DISCOVER-OFFER block:\n{report}"));
-    let (r_sent, r_recv, r_drops) = exchange_counts(&report, "REQUEST-ACK")
+    let (r_sent, r_recv, r_drops) = perfdhcp_counts(&report, "REQUEST-ACK")
         .unwrap_or_else(|| panic!("no REQUEST-ACK block:\n{report}"));
     assert!(
         d_sent >= 8_000,

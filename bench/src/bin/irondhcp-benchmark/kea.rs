@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use irondhcp_control::testbed::{Testbed, RELAY_IP, SERVER_IP};
+use irondhcp_control::testbed::{perfdhcp_counts, Testbed, RELAY_IP, SERVER_IP};
 use serde_json::{json, Value};
 
 use crate::search::{testbed_options, MAX_LOSS};
@@ -97,21 +97,6 @@ pub fn start(tb: &Testbed, core: Option<usize>) -> Result<Kea> {
     }
 }
 
-/// (sent, received) of one exchange block of perfdhcp's report.
-fn counts(report: &str, header: &str) -> Option<(f64, f64)> {
-    let block = report.split(header).nth(1)?;
-    let num = |key: &str| -> Option<f64> {
-        let line = block.lines().find(|l| l.trim_start().starts_with(key))?;
-        line.split(':')
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((num("sent packets")?, num("received packets")?))
-}
-
 /// One perfdhcp run against a fresh Kea at `rate` four-way exchanges/s.
 /// For the cross-check Kea runs on core 0 and the generator on core 1: on
 /// two shared cores a heavier generator (perfdhcp needs a whole core near
@@ -159,9 +144,9 @@ fn perfdhcp_trial(args: &Args, rate: f64) -> Result<(bool, f64)> {
         .output()
         .context("run perfdhcp (package kea-admin)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let (Some((d_sent, d_recv)), Some((r_sent, r_recv))) = (
-        counts(&text, "DISCOVER-OFFER"),
-        counts(&text, "REQUEST-ACK"),
+    let (Some((d_sent, d_recv, _)), Some((r_sent, r_recv, _))) = (
+        perfdhcp_counts(&text, "DISCOVER-OFFER"),
+        perfdhcp_counts(&text, "REQUEST-ACK"),
     ) else {
         bail!(
             "perfdhcp printed no report: {}{}",
@@ -169,13 +154,13 @@ fn perfdhcp_trial(args: &Args, rate: f64) -> Result<(bool, f64)> {
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let sent = d_sent + r_sent;
+    let sent = (d_sent + r_sent) as f64;
     let loss = if sent > 0.0 {
-        1.0 - (d_recv + r_recv) / sent
+        1.0 - (d_recv + r_recv) as f64 / sent
     } else {
         1.0
     };
-    let ok = loss < MAX_LOSS && r_recv > 0.0;
+    let ok = loss < MAX_LOSS && r_recv > 0;
     eprintln!(
         "   perfdhcp kea   {rate:>9.0}/s  loss {:>6.3} %  {}",
         loss * 100.0,

@@ -109,7 +109,7 @@ fn fixtures() -> Vec<Fixture> {
         fx(
             "renew_ack",
             no_bcast(ci(request(), A)),
-            Path::unicast(A),
+            Path::unicast(A, CLIENT_MAC),
             ack(A, true),
         ),
         fx(
@@ -137,7 +137,7 @@ fn fixtures() -> Vec<Fixture> {
         fx(
             "inform_ack",
             no_bcast(ci(with(msg(T::Inform), typical_prl()), INFORMER)),
-            Path::unicast(INFORMER),
+            Path::unicast(INFORMER, CLIENT_MAC),
             ack(Z, false),
         ),
         fx(
@@ -153,7 +153,7 @@ fn fixtures() -> Vec<Fixture> {
         fx(
             "release_event",
             no_bcast(ci(with(msg(T::Release), O::ServerIdentifier(SERVER_IP)), A)),
-            Path::unicast(A),
+            Path::unicast(A, CLIENT_MAC),
             Expect::Released,
         ),
         fx(

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use irondhcp_fastpath::counters::{CounterSnapshot, DropReason, MESSAGE_TYPE_NAMES};
 use irondhcp_fastpath::lease_map::LeaseMap;
 use irondhcp_fastpath::worker::WorkerShared;
+use irondhcp_xdp_loader::XdpProgram;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -20,7 +21,6 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::plane::Query;
-use crate::xdp::XdpProgram;
 
 /// A request line.
 #[derive(Debug, Serialize, Deserialize)]

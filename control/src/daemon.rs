@@ -16,6 +16,7 @@ use std::time::Duration;
 use irondhcp_fastpath::lease_map::LeaseMap;
 use irondhcp_fastpath::worker::{Doorbell, Worker, WorkerShared};
 use irondhcp_fastpath::xsk::{raise_memlock_limit, XskConfig, XskSocket};
+use irondhcp_xdp_loader::{SteerConfig, XdpError, XdpMode, XdpProgram};
 use tokio::sync::{mpsc, watch};
 
 use crate::alloc::{Allocator, Timers};
@@ -24,7 +25,6 @@ use crate::ctl::{self, CtlContext};
 use crate::plane::{FastInput, Plane, PlaneStats};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{LeaseStore, StoreError};
-use crate::xdp::{XdpError, XdpMode, XdpProgram};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +102,9 @@ pub async fn run(
         "generic" => XdpMode::Generic,
         _ => XdpMode::Auto,
     };
-    let mut xdp = XdpProgram::load(&s.interface, mode)?;
+    // Steer only what is addressed to us; the kernel keeps the rest.
+    let steer = SteerConfig::server(mac, &[s.address]);
+    let mut xdp = XdpProgram::load(&s.interface, mode, &steer)?;
     tracing::info!(interface = %s.interface, mode = %xdp.mode(), "XDP program attached");
 
     // Channels: one shared request channel and one event channel into the

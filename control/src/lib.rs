@@ -4,9 +4,9 @@
 //! memory; this crate owns what needs agreement and durability: the config
 //! ([`config`]), the allocation engine ([`alloc`]), the lease store
 //! ([`store`]), the control-plane task that commits new leases in batches and
-//! persists renewals write-behind ([`plane`]), the XDP program loader
-//! ([`xdp`]), the management socket ([`ctl`]) and the daemon that wires them
-//! together ([`daemon`]).
+//! persists renewals write-behind ([`plane`]), the management socket
+//! ([`ctl`]) and the daemon that wires them together ([`daemon`]). The XDP
+//! program loader is crate `irondhcp-xdp-loader`.
 
 pub mod alloc;
 pub mod config;
@@ -16,4 +16,3 @@ pub mod netif;
 pub mod plane;
 pub mod store;
 pub mod testbed;
-pub mod xdp;

@@ -1,6 +1,7 @@
 //! `cargo xtask build-ebpf`: builds the XDP program (`xdp-ebpf/program`) for
 //! `bpfel-unknown-none` and copies the object to `target/bpf/irondhcp-xdp.o`,
-//! where `control/build.rs` picks it up and embeds it in the daemon.
+//! where `xdp-ebpf/loader/build.rs` picks it up and embeds it in the loader
+//! (and so in the daemon and the load generator).
 //!
 //! Building Rust for BPF needs `-Z build-std=core`, i.e. a nightly-capable
 //! compiler with the sources of its own standard library, plus `bpf-linker`.

@@ -13,8 +13,8 @@
 //! * [`arp`]: server MAC resolution (relay) and the ARP responder for the
 //!   simulated clients' addresses.
 //!
-//! [`run`] wires them: it loads the XDP program on the interface with the
-//! reply port (68, or 67 as a relay), opens one socket per thread, starts
+//! [`run`] wires them: it loads the XDP program on the interface steering
+//! the replies ([`reply_steering`]), opens one socket per thread, starts
 //! the threads, prints a progress line once a second, and merges the
 //! threads' statistics into a [`stats::Report`].
 
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use irondhcp_control::xdp::{XdpMode, XdpProgram};
+use irondhcp_xdp_loader::{SteerConfig, XdpMode, XdpProgram};
 
 use self::addrtable::AddrTable;
 use self::cli::{Args, IoKind, XdpModeArg};
@@ -71,6 +71,26 @@ fn catch_sigint() {
         sa.sa_flags = libc::SA_RESETHAND;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+}
+
+/// What the XDP program steers to the generator's sockets: replies to the
+/// `reply_port`. As clients, replies go to each simulated client's own MAC
+/// (or broadcast) and to any address of the server's pool, so neither is
+/// checked. As a relay (`relay`: giaddr, relay IP, relay MAC), replies go to
+/// the relay's MAC and its giaddr; the relay IP is steered too.
+fn reply_steering(reply_port: u16, relay: Option<([u8; 4], [u8; 4], [u8; 6])>) -> SteerConfig {
+    match relay {
+        Some((giaddr, relay_ip, relay_mac)) => SteerConfig {
+            port: reply_port,
+            mac: Some(relay_mac),
+            ips: Some(vec![giaddr.into(), relay_ip.into()]),
+        },
+        None => SteerConfig {
+            port: reply_port,
+            mac: None,
+            ips: None,
+        },
     }
 }
 
@@ -191,7 +211,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
                 XdpModeArg::Generic => XdpMode::Generic,
                 XdpModeArg::Auto => XdpMode::Auto,
             };
-            let mut prog = XdpProgram::load_for_port(&args.iface, mode, reply_port)
+            let steer = reply_steering(reply_port, relay_cfg);
+            let mut prog = XdpProgram::load(&args.iface, mode, &steer)
                 .with_context(|| format!("loading the XDP program on {}", args.iface))?;
             let mut socks = Vec::new();
             for q in 0..threads as u32 {

@@ -1,17 +1,20 @@
-//! The XDP program against a table of frames (`BPF_PROG_TEST_RUN`), and
-//! attached for real to a veth pair in a throw-away network namespace.
+//! The XDP program against tables of frames (`BPF_PROG_TEST_RUN`), one per
+//! steering configuration (the server's, the load generator's as clients and
+//! as a relay), and attached for real to a veth pair in a throw-away network
+//! namespace.
 //!
-//! Both tests need root and the program built into the binary
+//! The tests need root and the program built into the binary
 //! (`cargo xtask build-ebpf`, then `cargo test`): without either they FAIL
 //! with a message saying so — they never pass silently.
 //!
 //! No AF_XDP socket is registered here, so a frame the program would redirect
 //! comes back as `XDP_PASS` with the `no_socket` counter bumped; that is how
-//! "would redirect" is told apart from "not for us" (`passed`) and
-//! "malformed".
+//! "would redirect" is told apart from "not for the server" (`passed`),
+//! "addressed to someone else" (`not_ours`), "fragment" and "malformed".
 
 use std::{
     fs::File,
+    net::Ipv4Addr,
     os::fd::AsRawFd as _,
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
@@ -19,7 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use irondhcp_control::xdp::{XdpCounters, XdpError, XdpMode, XdpProgram, XDP_OBJECT};
+use irondhcp_xdp_loader::{
+    SteerConfig, XdpCounters, XdpError, XdpMode, XdpProgram, MAX_STEER_ADDRESSES, XDP_OBJECT,
+};
 
 const XDP_PASS: u32 = 2;
 
@@ -32,6 +37,10 @@ enum Counter {
     Passed,
     /// `malformed`.
     Malformed,
+    /// `not_ours`: to the steered port, but addressed to someone else.
+    NotOurs,
+    /// `fragments`.
+    Fragment,
 }
 
 fn bump(c: XdpCounters, counter: Counter) -> XdpCounters {
@@ -40,6 +49,8 @@ fn bump(c: XdpCounters, counter: Counter) -> XdpCounters {
         Counter::Dhcp => c.no_socket += 1,
         Counter::Passed => c.passed += 1,
         Counter::Malformed => c.malformed += 1,
+        Counter::NotOurs => c.not_ours += 1,
+        Counter::Fragment => c.fragments += 1,
     }
     c
 }
@@ -50,8 +61,19 @@ const BROADCAST_MAC: [u8; 6] = [0xff; 6];
 const CLIENT_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 const SERVER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 const RELAY_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x03];
+const OTHER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x04];
+const MULTICAST_MAC: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
 const SERVER_IP: [u8; 4] = [192, 0, 2, 1];
+/// A second address of the server (e.g. an anycast address), in slot 2.
+const SERVER_IP_2: [u8; 4] = [192, 0, 2, 53];
+const OTHER_SERVER_IP: [u8; 4] = [192, 0, 2, 2];
 const RELAY_IP: [u8; 4] = [10, 0, 0, 1];
+/// A relay's giaddr distinct from its source address (load generator).
+const RELAY_GIADDR: [u8; 4] = [10, 1, 0, 1];
+/// An address a client was offered (load generator replies go there).
+const YIADDR: [u8; 4] = [192, 0, 2, 10];
+/// IPv4 "don't fragment" flag: not a fragment.
+const IP_DF: u16 = 0x4000;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_8021Q: u16 = 0x8100;
@@ -174,6 +196,49 @@ fn client_frame(vlans: &[(u16, u16)], options: &[u8], dhcp: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A DHCP frame from a client (UDP 68 -> `dport`) to `dst_mac`/`dst_ip`,
+/// with `vlans` tags and IPv4 flags/fragment offset `frag`.
+fn addressed(
+    dst_mac: [u8; 6],
+    dst_ip: [u8; 4],
+    vlans: &[(u16, u16)],
+    frag: u16,
+    dport: u16,
+) -> Vec<u8> {
+    let mut f = eth(dst_mac, CLIENT_MAC, vlans, ETH_P_IP);
+    f.extend(ipv4(
+        [192, 0, 2, 10],
+        dst_ip,
+        IPPROTO_UDP,
+        frag,
+        &[],
+        &udp(68, dport, &request()),
+    ));
+    f
+}
+
+/// A client's frame to the server port 67 (see [`addressed`]).
+fn to_server_port(dst_mac: [u8; 6], dst_ip: [u8; 4], vlans: &[(u16, u16)]) -> Vec<u8> {
+    addressed(dst_mac, dst_ip, vlans, 0, 67)
+}
+
+/// A server's reply frame (UDP 67 -> `dport`) to `dst_mac`/`dst_ip`.
+fn reply_to(dst_mac: [u8; 6], dst_ip: [u8; 4], dport: u16, frag: u16) -> Vec<u8> {
+    let mut reply = dhcp(2, [0; 4], 0, &[]);
+    reply[0] = 2; // op: BOOTREPLY
+    reply[16..20].copy_from_slice(&YIADDR);
+    let mut f = eth(dst_mac, SERVER_MAC, &[], ETH_P_IP);
+    f.extend(ipv4(
+        SERVER_IP,
+        dst_ip,
+        IPPROTO_UDP,
+        frag,
+        &[],
+        &udp(67, dport, &reply),
+    ));
+    f
+}
+
 /// A relay agent's unicast frame to the server (UDP 67 -> 67, giaddr set).
 fn relayed_frame() -> Vec<u8> {
     let mut f = eth(SERVER_MAC, RELAY_MAC, &[], ETH_P_IP);
@@ -239,11 +304,24 @@ fn fragments() -> (Vec<u8>, Vec<u8>) {
     (first, second)
 }
 
-/// The fixture table: (name, frame, expected counter). Every frame must get
+/// A fixture: (name, frame, expected counter).
+type Fixture = (&'static str, Vec<u8>, Counter);
+
+/// How the server steers in these tests: UDP/67 to its MAC and to its two
+/// addresses (slots 1 and 2 of the program's four).
+fn server_steering() -> SteerConfig {
+    SteerConfig::server(SERVER_MAC, &[SERVER_IP.into(), SERVER_IP_2.into()])
+}
+
+/// The fixture table for [`server_steering`]. Every frame must get
 /// `XDP_PASS` (no socket is registered).
-fn fixtures() -> Vec<(&'static str, Vec<u8>, Counter)> {
+fn fixtures() -> Vec<Fixture> {
     let discover_frame = client_frame(&[], &[], &discover());
     let (first_fragment, second_fragment) = fragments();
+    let vlan = [(ETH_P_8021Q, 100)];
+    let (mut vlan_first_fragment, _) = fragments();
+    // Insert an 802.1Q tag after the MACs.
+    vlan_first_fragment.splice(12..12, [0x81, 0x00, 0x00, 100]);
 
     let mut ihl_below_5 = discover_frame.clone();
     ihl_below_5[14] = 0x44;
@@ -303,13 +381,107 @@ fn fixtures() -> Vec<(&'static str, Vec<u8>, Counter)> {
             Counter::Dhcp,
         ),
         (
-            "first fragment (offset 0, MF) of UDP/67",
+            "first fragment (offset 0, MF) of UDP/67: the kernel reassembles",
             first_fragment,
-            Counter::Dhcp,
+            Counter::Fragment,
         ),
         (
             "non-first fragment of UDP/67",
             second_fragment,
+            Counter::Fragment,
+        ),
+        (
+            "802.1Q first fragment of UDP/67",
+            vlan_first_fragment,
+            Counter::Fragment,
+        ),
+        (
+            "first fragment to our MAC and IP",
+            addressed(SERVER_MAC, SERVER_IP, &[], IP_MF, 67),
+            Counter::Fragment,
+        ),
+        (
+            "DF set, offset 0: whole datagram, not a fragment",
+            addressed(SERVER_MAC, SERVER_IP, &[], IP_DF, 67),
+            Counter::Dhcp,
+        ),
+        (
+            "our MAC + our IP (a unicast renewal)",
+            to_server_port(SERVER_MAC, SERVER_IP, &[]),
+            Counter::Dhcp,
+        ),
+        (
+            "our MAC + our second address",
+            to_server_port(SERVER_MAC, SERVER_IP_2, &[]),
+            Counter::Dhcp,
+        ),
+        (
+            "our MAC + broadcast IP",
+            to_server_port(SERVER_MAC, [255; 4], &[]),
+            Counter::Dhcp,
+        ),
+        (
+            "broadcast MAC + our IP",
+            to_server_port(BROADCAST_MAC, SERVER_IP, &[]),
+            Counter::Dhcp,
+        ),
+        (
+            "unicast to another MAC, to our IP",
+            to_server_port(OTHER_MAC, SERVER_IP, &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "unicast to another MAC and another server's IP (promiscuous)",
+            to_server_port(OTHER_MAC, OTHER_SERVER_IP, &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "broadcast MAC, IP unicast to someone else",
+            to_server_port(BROADCAST_MAC, OTHER_SERVER_IP, &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "our MAC, IP unicast to someone else",
+            to_server_port(SERVER_MAC, OTHER_SERVER_IP, &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "our MAC, destination 0.0.0.0 (the unused slots' value)",
+            to_server_port(SERVER_MAC, [0; 4], &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "subnet-directed broadcast 192.0.2.255 (not steered)",
+            to_server_port(BROADCAST_MAC, [192, 0, 2, 255], &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "multicast MAC, broadcast IP",
+            to_server_port(MULTICAST_MAC, [255; 4], &[]),
+            Counter::NotOurs,
+        ),
+        (
+            "802.1Q: our MAC + our IP",
+            to_server_port(SERVER_MAC, SERVER_IP, &vlan),
+            Counter::Dhcp,
+        ),
+        (
+            "802.1Q: unicast to another MAC",
+            to_server_port(OTHER_MAC, SERVER_IP, &vlan),
+            Counter::NotOurs,
+        ),
+        (
+            "802.1Q: broadcast MAC, IP unicast to someone else",
+            to_server_port(BROADCAST_MAC, OTHER_SERVER_IP, &vlan),
+            Counter::NotOurs,
+        ),
+        (
+            "another MAC, to UDP 53 (not the steered port)",
+            {
+                let mut f = udp_frame(53, &[0; 12]);
+                f[..6].copy_from_slice(&OTHER_MAC);
+                f
+            },
             Counter::Passed,
         ),
         (
@@ -400,7 +572,7 @@ fn require_root_and_object() {
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() } == 0,
         "this test loads an XDP program and needs root (run `sudo -E cargo test -p \
-         irondhcp-control --test xdp_fixtures`)"
+         irondhcp-xdp-loader --test xdp_fixtures`)"
     );
     assert!(
         !XDP_OBJECT.is_empty(),
@@ -411,22 +583,12 @@ fn require_root_and_object() {
 
 // ---------------------------------------------------------------- tests
 
-#[test]
-fn fixture_table_through_prog_test_run() {
-    require_root_and_object();
-    let program = XdpProgram::load_unattached().expect("loading the XDP program");
-    assert_eq!(
-        program.mode(),
-        XdpMode::Auto,
-        "unattached program reports Auto"
-    );
-    assert!(program.interface().is_none());
-    assert!(program.program_fd().is_ok());
-
+/// Runs every frame of `table` through `program`; returns what went wrong.
+fn run_table(program: &XdpProgram, table: &[Fixture]) -> Vec<String> {
     let mut failures = Vec::new();
-    for (name, frame, counter) in fixtures() {
+    for (name, frame, counter) in table {
         let before = program.counters().expect("reading counters");
-        let action = match program.test_run(&frame) {
+        let action = match program.test_run(frame) {
             Ok(action) => action,
             Err(error) => {
                 failures.push(format!("{name}: test run failed: {error}"));
@@ -437,18 +599,154 @@ fn fixture_table_through_prog_test_run() {
         if action != XDP_PASS {
             failures.push(format!("{name}: action {action}, expected XDP_PASS (2)"));
         }
-        let expected = bump(before, counter);
+        let expected = bump(before, *counter);
         if after != expected {
             failures.push(format!(
                 "{name}: expected {counter:?} to increase by 1; before {before:?}, after {after:?}"
             ));
         }
     }
+    failures
+}
+
+/// The load generator's steering (see `bench/src/loadgen/mod.rs`,
+/// `reply_steering`): as clients, replies to UDP/68 whatever the MAC and
+/// address; as a relay, replies to UDP/67 at the relay's MAC and giaddr.
+/// And a server that lists no address steers broadcasts only.
+#[test]
+fn load_generator_and_broadcast_only_steering_through_prog_test_run() {
+    require_root_and_object();
+    let clients = SteerConfig {
+        port: 68,
+        mac: None,
+        ips: None,
+    };
+    let relay = SteerConfig {
+        port: 67,
+        mac: Some(RELAY_MAC),
+        ips: Some(vec![RELAY_GIADDR.into(), RELAY_IP.into()]),
+    };
+    let broadcast_only = SteerConfig::server(SERVER_MAC, &[]);
+    let cases: Vec<(&str, SteerConfig, Vec<Fixture>)> = vec![
+        (
+            "clients (UDP/68, any MAC, any IP)",
+            clients,
+            vec![
+                (
+                    "OFFER unicast to a simulated client's MAC and yiaddr",
+                    reply_to(CLIENT_MAC, YIADDR, 68, 0),
+                    Counter::Dhcp,
+                ),
+                (
+                    "OFFER to another simulated client",
+                    reply_to(OTHER_MAC, [192, 0, 2, 11], 68, 0),
+                    Counter::Dhcp,
+                ),
+                (
+                    "broadcast OFFER",
+                    reply_to(BROADCAST_MAC, [255; 4], 68, 0),
+                    Counter::Dhcp,
+                ),
+                (
+                    "reply to a relay (UDP/67): not this port",
+                    reply_to(RELAY_MAC, RELAY_GIADDR, 67, 0),
+                    Counter::Passed,
+                ),
+                (
+                    "first fragment of a reply",
+                    reply_to(CLIENT_MAC, YIADDR, 68, IP_MF),
+                    Counter::Fragment,
+                ),
+            ],
+        ),
+        (
+            "relay (UDP/67, relay MAC, giaddr and relay IP)",
+            relay,
+            vec![
+                (
+                    "reply to the relay's MAC and giaddr",
+                    reply_to(RELAY_MAC, RELAY_GIADDR, 67, 0),
+                    Counter::Dhcp,
+                ),
+                (
+                    "reply to the relay's MAC and source address",
+                    reply_to(RELAY_MAC, RELAY_IP, 67, 0),
+                    Counter::Dhcp,
+                ),
+                (
+                    "to the relay's MAC, another IP",
+                    reply_to(RELAY_MAC, YIADDR, 67, 0),
+                    Counter::NotOurs,
+                ),
+                (
+                    "to another MAC, the giaddr",
+                    reply_to(OTHER_MAC, RELAY_GIADDR, 67, 0),
+                    Counter::NotOurs,
+                ),
+            ],
+        ),
+        (
+            "server listing no address (broadcast IP only)",
+            broadcast_only,
+            vec![
+                (
+                    "broadcast DISCOVER",
+                    client_frame(&[], &[], &discover()),
+                    Counter::Dhcp,
+                ),
+                (
+                    "our MAC, unicast IP",
+                    to_server_port(SERVER_MAC, SERVER_IP, &[]),
+                    Counter::NotOurs,
+                ),
+            ],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, steer, table) in &cases {
+        let program = XdpProgram::load_unattached(steer)
+            .unwrap_or_else(|e| panic!("loading the XDP program for {what}: {e}"));
+        failures.extend(
+            run_table(&program, table)
+                .into_iter()
+                .map(|f| format!("{what}: {f}")),
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} fixtures failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+
+    // A fifth address has no slot.
+    let five: Vec<Ipv4Addr> = (1..=5).map(|i| Ipv4Addr::new(192, 0, 2, i)).collect();
+    assert_eq!(MAX_STEER_ADDRESSES, 4);
+    assert!(matches!(
+        XdpProgram::load_unattached(&SteerConfig::server(SERVER_MAC, &five)),
+        Err(XdpError::TooManyAddresses { given: 5, max: 4 })
+    ));
+}
+
+#[test]
+fn fixture_table_through_prog_test_run() {
+    require_root_and_object();
+    let program = XdpProgram::load_unattached(&server_steering()).expect("loading the XDP program");
+    assert_eq!(
+        program.mode(),
+        XdpMode::Auto,
+        "unattached program reports Auto"
+    );
+    assert!(program.interface().is_none());
+    assert!(program.program_fd().is_ok());
+
+    let table = fixtures();
+    let failures = run_table(&program, &table);
     assert!(
         failures.is_empty(),
         "{} of {} fixtures failed:\n  {}",
         failures.len(),
-        fixtures().len(),
+        table.len(),
         failures.join("\n  ")
     );
 
@@ -605,14 +903,14 @@ fn attach_native_to_veth_in_netns_and_detach_on_drop() {
 
     ns.run(|| {
         assert!(matches!(
-            XdpProgram::load("no-such-if0", XdpMode::Auto),
+            XdpProgram::load("no-such-if0", XdpMode::Auto, &server_steering()),
             Err(XdpError::UnknownInterface(_))
         ));
     });
 
     for mode in [XdpMode::Native, XdpMode::Auto, XdpMode::Generic] {
         let program = ns.run(move || {
-            XdpProgram::load("veth0", mode)
+            XdpProgram::load("veth0", mode, &server_steering())
                 .unwrap_or_else(|e| panic!("attaching in {mode} mode to veth0: {e}"))
         });
         let expected = if mode == XdpMode::Generic {
@@ -651,6 +949,21 @@ fn attach_native_to_veth_in_netns_and_detach_on_drop() {
             "the DHCP frame sent over veth1 was not seen by the program in {mode} mode"
         );
         assert_eq!(after.redirected, 0);
+
+        // A DHCP frame to another MAC reaches the program too (veth does
+        // not filter by MAC before XDP) and is left to the kernel.
+        ns.run(|| send_frame("veth1", &to_server_port(OTHER_MAC, SERVER_IP, &[])));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut later = program.counters().expect("counters");
+        while later.not_ours == after.not_ours && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+            later = program.counters().expect("counters");
+        }
+        assert_eq!(
+            (later.not_ours, later.no_socket),
+            (after.not_ours + 1, after.no_socket),
+            "the frame to another MAC was not counted as not ours in {mode} mode"
+        );
 
         // Drop from inside the namespace (where it was attached), then check
         // the interface is free again.

@@ -1,10 +1,17 @@
 //! Loading the irondhcp XDP program and wiring AF_XDP sockets into it.
 //!
+//! Its own crate so that everything that runs the program — the daemon and
+//! the load generator — shares one loader without the load generator
+//! depending on the daemon (and its SQLite store).
+//!
 //! The program (`xdp-ebpf/program`) is built by `cargo xtask build-ebpf` and
-//! embedded in the binary by `control/build.rs` ([`XDP_OBJECT`]). It redirects
-//! IPv4/UDP frames to port 67 to the AF_XDP socket registered for the RX queue
-//! they arrived on ([`XdpProgram::register_socket`]) and passes everything
-//! else to the kernel. [`XdpProgram::counters`] reads its per-CPU counters.
+//! embedded in this crate by its build script ([`XDP_OBJECT`]). It redirects
+//! whole IPv4/UDP datagrams to the steered port that are addressed to us
+//! ([`SteerConfig`]: our MAC or broadcast, one of our IPv4 addresses or
+//! 255.255.255.255) to the AF_XDP socket registered for the RX queue they
+//! arrived on ([`XdpProgram::register_socket`]), and passes everything else
+//! — fragments included — to the kernel, whose firewall and sockets then
+//! see it. [`XdpProgram::counters`] reads its per-CPU counters.
 //!
 //! Dropping an [`XdpProgram`] detaches the program from the interface and
 //! unloads it.
@@ -15,10 +22,12 @@
 //! *calling thread*. To attach to an interface in another namespace, call
 //! [`XdpProgram::load`] (and drop the program) from a thread that has entered
 //! it with `setns(2)` (e.g. `libc::setns` on `/run/netns/NAME` with
-//! `CLONE_NEWNET`); the tests in `control/tests/xdp_fixtures.rs` do that.
+//! `CLONE_NEWNET`); the tests in `xdp-ebpf/loader/tests/xdp_fixtures.rs` do
+//! that.
 
 use std::{
     fmt,
+    net::Ipv4Addr,
     os::fd::{AsFd as _, BorrowedFd, RawFd},
 };
 
@@ -28,12 +37,17 @@ use aya::{
     Ebpf, EbpfError, EbpfLoader,
 };
 use irondhcp_xdp_common::{
-    COUNTERS_MAP, COUNTER_MALFORMED, COUNTER_NO_SOCKET, COUNTER_PASSED, COUNTER_REDIRECTED,
-    DHCP_SERVER_PORT, PROGRAM_NAME, REDIRECT_PORT_GLOBAL, XSKS_MAP, XSKS_MAX_ENTRIES,
+    COUNTERS_MAP, COUNTER_FRAGMENT, COUNTER_MALFORMED, COUNTER_NOT_OURS, COUNTER_NO_SOCKET,
+    COUNTER_PASSED, COUNTER_REDIRECTED, DHCP_SERVER_PORT, PROGRAM_NAME, REDIRECT_PORT_GLOBAL,
+    STEER_ANY_IP, STEER_ANY_MAC, STEER_FLAGS_GLOBAL, STEER_IPS_GLOBAL, STEER_IPS_MAX,
+    STEER_MAC_GLOBAL, XSKS_MAP, XSKS_MAX_ENTRIES,
 };
 
+/// How many unicast IPv4 addresses a [`SteerConfig`] can list.
+pub const MAX_STEER_ADDRESSES: usize = STEER_IPS_MAX;
+
 /// The XDP program object (ELF), embedded at build time; empty when the
-/// program was not built (see `control/build.rs`).
+/// program was not built (see `xdp-ebpf/loader/build.rs`).
 pub static XDP_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/irondhcp-xdp.o"));
 
@@ -61,6 +75,82 @@ impl fmt::Display for XdpMode {
     }
 }
 
+/// Which frames the program steers to AF_XDP: whole IPv4/UDP datagrams to
+/// `port` whose destination MAC is `mac` or broadcast and whose destination
+/// IPv4 address is one of `ips` or 255.255.255.255. Everything else stays
+/// with the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SteerConfig {
+    /// UDP destination port: 67 for the server; the load generator steers
+    /// 68 (client replies) or 67 (replies to its relay).
+    pub port: u16,
+    /// Our MAC (the interface's); `None`: any destination MAC, for the load
+    /// generator, whose simulated clients each have their own.
+    pub mac: Option<[u8; 6]>,
+    /// Our unicast IPv4 addresses, at most [`MAX_STEER_ADDRESSES`], none
+    /// 0.0.0.0; `None`: any destination address, for the load generator,
+    /// whose replies go to every address of the pool.
+    pub ips: Option<Vec<Ipv4Addr>>,
+}
+
+impl SteerConfig {
+    /// The server's steering: UDP/67 to `mac` or broadcast, and to one of
+    /// `ips` or 255.255.255.255.
+    pub fn server(mac: [u8; 6], ips: &[Ipv4Addr]) -> Self {
+        Self {
+            port: DHCP_SERVER_PORT,
+            mac: Some(mac),
+            ips: Some(ips.to_vec()),
+        }
+    }
+
+    /// The program's globals for this configuration, checked.
+    fn globals(&self) -> Result<SteerGlobals, XdpError> {
+        let mut flags = 0u8;
+        let mac = match self.mac {
+            Some(mac) => mac,
+            None => {
+                flags |= STEER_ANY_MAC;
+                [0; 6]
+            }
+        };
+        let mut slots = [0u32; STEER_IPS_MAX];
+        match &self.ips {
+            None => flags |= STEER_ANY_IP,
+            Some(ips) => {
+                if ips.len() > STEER_IPS_MAX {
+                    return Err(XdpError::TooManyAddresses {
+                        given: ips.len(),
+                        max: STEER_IPS_MAX,
+                    });
+                }
+                for (slot, ip) in slots.iter_mut().zip(ips) {
+                    if ip.is_unspecified() {
+                        return Err(XdpError::UnspecifiedAddress);
+                    }
+                    // The program compares the wire bytes read natively.
+                    *slot = u32::from_ne_bytes(ip.octets());
+                }
+            }
+        }
+        Ok(SteerGlobals {
+            port: self.port,
+            mac,
+            ips: slots,
+            flags,
+        })
+    }
+}
+
+/// [`SteerConfig`] as the program's globals hold it.
+#[derive(Debug, PartialEq, Eq)]
+struct SteerGlobals {
+    port: u16,
+    mac: [u8; 6],
+    ips: [u32; STEER_IPS_MAX],
+    flags: u8,
+}
+
 /// The program's counters, summed over all CPUs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XdpCounters {
@@ -73,11 +163,27 @@ pub struct XdpCounters {
     /// DHCP frames on an RX queue without a registered socket, passed to the
     /// kernel.
     pub no_socket: u64,
+    /// UDP frames to the steered port addressed to another MAC or IPv4
+    /// address, passed to the kernel.
+    pub not_ours: u64,
+    /// IPv4 fragments (any protocol), passed to the kernel.
+    pub fragments: u64,
 }
 
 /// What can go wrong loading, attaching or talking to the XDP program.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
+    /// [`SteerConfig::ips`] lists more addresses than the program holds.
+    #[error("the XDP program steers at most {max} IPv4 addresses, {given} given")]
+    TooManyAddresses {
+        /// Addresses given.
+        given: usize,
+        /// Slots in the program.
+        max: usize,
+    },
+    /// [`SteerConfig::ips`] lists 0.0.0.0, which is no one's address.
+    #[error("0.0.0.0 cannot be an address to steer")]
+    UnspecifiedAddress,
     /// The binary was built without the eBPF toolchain.
     #[error(
         "this binary was built without the XDP program; run `cargo xtask build-ebpf`, \
@@ -195,33 +301,28 @@ impl fmt::Debug for XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the program and attaches it to `iface` in `mode`
-    /// ([`XdpMode::Auto`]: native, falling back to generic).
-    pub fn load(iface: &str, mode: XdpMode) -> Result<Self, XdpError> {
-        Self::load_for_port(iface, mode, DHCP_SERVER_PORT)
-    }
-
-    /// Like [`XdpProgram::load`], steering UDP destination `port` instead of
-    /// 67 (the load generator steers 68, the client port, to its sockets).
-    pub fn load_for_port(iface: &str, mode: XdpMode, port: u16) -> Result<Self, XdpError> {
-        let mut this = Self::load_with(port)?;
+    /// Loads the program steering what `steer` says and attaches it to
+    /// `iface` in `mode` ([`XdpMode::Auto`]: native, falling back to
+    /// generic).
+    pub fn load(iface: &str, mode: XdpMode, steer: &SteerConfig) -> Result<Self, XdpError> {
+        let mut this = Self::load_unattached(steer)?;
         this.attach(iface, mode)?;
         Ok(this)
     }
 
     /// Loads the program and its maps into the kernel without attaching it
     /// anywhere: for [`XdpProgram::test_run`] and [`XdpProgram::program_fd`].
-    pub fn load_unattached() -> Result<Self, XdpError> {
-        Self::load_with(DHCP_SERVER_PORT)
-    }
-
-    fn load_with(port: u16) -> Result<Self, XdpError> {
+    pub fn load_unattached(steer: &SteerConfig) -> Result<Self, XdpError> {
+        let globals = steer.globals()?;
         if XDP_OBJECT.is_empty() {
             return Err(XdpError::NotBuilt);
         }
         raise_memlock_limit();
         let mut ebpf = EbpfLoader::new()
-            .override_global(REDIRECT_PORT_GLOBAL, &port, true)
+            .override_global(REDIRECT_PORT_GLOBAL, &globals.port, true)
+            .override_global(STEER_MAC_GLOBAL, &globals.mac, true)
+            .override_global(STEER_IPS_GLOBAL, &globals.ips, true)
+            .override_global(STEER_FLAGS_GLOBAL, &globals.flags, true)
             .load(XDP_OBJECT)
             .map_err(|e| XdpError::Load(Box::new(e)))?;
         program_mut(&mut ebpf)?
@@ -310,8 +411,8 @@ impl XdpProgram {
     }
 
     /// Puts the AF_XDP socket `fd`, bound to RX queue `queue` of the
-    /// interface, into the socket map, so DHCP frames received on that queue
-    /// go to it.
+    /// interface, into the socket map, so steered frames received on that
+    /// queue go to it.
     pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), XdpError> {
         self.check_queue(queue)?;
         self.xsks
@@ -358,6 +459,8 @@ impl XdpProgram {
             passed: sum(COUNTER_PASSED)?,
             malformed: sum(COUNTER_MALFORMED)?,
             no_socket: sum(COUNTER_NO_SOCKET)?,
+            not_ours: sum(COUNTER_NOT_OURS)?,
+            fragments: sum(COUNTER_FRAGMENT)?,
         })
     }
 
@@ -453,5 +556,67 @@ fn raise_memlock_limit() {
             error = %std::io::Error::last_os_error(),
             "could not raise RLIMIT_MEMLOCK; fine on kernels >= 5.11"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use irondhcp_xdp_common::DHCP_CLIENT_PORT;
+
+    use super::*;
+
+    #[test]
+    fn server_steering_sets_mac_and_addresses_and_no_any_flag() {
+        let mac = [2, 0, 0, 0, 0, 2];
+        let g = SteerConfig::server(mac, &[Ipv4Addr::new(192, 0, 2, 1)])
+            .globals()
+            .expect("valid");
+        assert_eq!(
+            g,
+            SteerGlobals {
+                port: 67,
+                mac,
+                ips: [u32::from_ne_bytes([192, 0, 2, 1]), 0, 0, 0],
+                flags: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn none_means_any_and_sets_the_flags() {
+        let steer = SteerConfig {
+            port: DHCP_CLIENT_PORT,
+            mac: None,
+            ips: None,
+        };
+        let g = steer.globals().expect("valid");
+        assert_eq!(g.flags, STEER_ANY_MAC | STEER_ANY_IP);
+        assert_eq!(g.port, 68);
+        assert_eq!(g.ips, [0; STEER_IPS_MAX]);
+    }
+
+    #[test]
+    fn empty_address_list_steers_broadcast_only_not_any() {
+        let g = SteerConfig::server([2; 6], &[]).globals().expect("valid");
+        assert_eq!(g.flags, 0);
+        assert_eq!(g.ips, [0; STEER_IPS_MAX]);
+    }
+
+    #[test]
+    fn too_many_or_unspecified_addresses_are_refused_before_loading() {
+        let five: Vec<Ipv4Addr> = (1..=5).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let four = &five[..MAX_STEER_ADDRESSES];
+        assert!(SteerConfig::server([2; 6], four).globals().is_ok());
+        assert!(matches!(
+            XdpProgram::load_unattached(&SteerConfig::server([2; 6], &five)),
+            Err(XdpError::TooManyAddresses { given: 5, max: 4 })
+        ));
+        assert!(matches!(
+            XdpProgram::load_unattached(&SteerConfig::server(
+                [2; 6],
+                &[Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::UNSPECIFIED]
+            )),
+            Err(XdpError::UnspecifiedAddress)
+        ));
     }
 }

@@ -1,10 +1,11 @@
-//! Embeds the XDP program object into the daemon.
+//! Embeds the XDP program object into the loader, and so into every binary
+//! that uses it (the daemon, the load generator).
 //!
 //! Source, in order: `$IRONDHCP_XDP_OBJ`, else `<workspace>/target/bpf/irondhcp-xdp.o`
 //! (written by `cargo xtask build-ebpf`). When neither exists an empty file is
 //! embedded instead, so a plain `cargo build` works without the eBPF
-//! toolchain; `control::xdp` then refuses to load with a message that says
-//! how to build the program.
+//! toolchain; `XdpProgram::load` then refuses with a message that says how
+//! to build the program.
 
 use std::{
     env, fs,
@@ -14,7 +15,7 @@ use std::{
 /// Errors end the build with their message (std only: no build-dependencies).
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// Name of the object in `OUT_DIR`, included by `src/xdp.rs`.
+/// Name of the object in `OUT_DIR`, included by `src/lib.rs`.
 const OBJECT_NAME: &str = "irondhcp-xdp.o";
 
 fn main() -> Result<()> {
@@ -27,9 +28,11 @@ fn main() -> Result<()> {
             let manifest_dir = PathBuf::from(
                 env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR not set")?,
             );
+            // xdp-ebpf/loader -> the workspace root.
             manifest_dir
-                .parent()
-                .ok_or("control/ has no parent directory")?
+                .ancestors()
+                .nth(2)
+                .ok_or("xdp-ebpf/loader/ has no grandparent directory")?
                 .join("target")
                 .join("bpf")
                 .join(OBJECT_NAME)

@@ -34,20 +34,20 @@ use rand::Rng;
 use crate::config::Subnet;
 use crate::store::{LeaseRecord, LeaseWrite, RecordState};
 
-/// How long after expiry a lease's address may be reused.
+/// Offer, quarantine and reclaim timing.
 #[derive(Debug, Clone, Copy)]
 pub struct Timers {
     pub offer_lifetime: u32,
     pub decline_probation: u32,
-    /// Write-behind lag plus grace, in seconds: an address is reclaimed only
-    /// this long after its stored expiry (DESIGN.md, decision 3).
-    pub reclaim_margin: u64,
+    /// Seconds past `durable expiry + MCLT` before a lease's address may go
+    /// to another client (the reclaim bound, docs/decisions.md): covers
+    /// clock skew and the time a reply spends on the wire.
+    pub grace: u64,
     /// A renewal that moves the expiry less than this many seconds (and less
-    /// than a quarter of the lease time) past the stored one is not written
-    /// (lease caching, like Kea's `cache-threshold`). Safe while it is at
-    /// most the reclaim grace: after
-    /// a restart the stored expiry is at most this much short of what the
-    /// client was promised, and reclamation waits longer than that.
+    /// than a quarter of the lease time) past the durable one is not written
+    /// (lease caching, like Kea's `cache-threshold`). Always safe: the fast
+    /// path never promises past `durable + MCLT` and reclamation waits past
+    /// that, so a cached extension only makes the next promise shorter.
     pub write_threshold: u64,
 }
 
@@ -96,27 +96,38 @@ impl KeyBuf {
     }
 }
 
-/// The owner of one address slot.
+/// The owner of one address slot. Times are seconds since the UNIX epoch
+/// in u32 (good until 2106), which keeps an owner within 48 bytes.
 #[derive(Debug, Clone)]
 struct Owner {
     key: KeyBuf,
-    /// Lease/quarantine expiry, or the offer's end.
-    expiry: u64,
+    /// What the client was promised (lease), the quarantine's end
+    /// (declined), or the offer's end.
+    expiry: u32,
+    /// The durable expiry: what the store has committed for this lease.
+    stored: u32,
+    /// The store row's version this owner last saw (forward-only writes).
+    version: u32,
     hw: Option<[u8; 6]>,
     subnet: u16,
     state: OwnerState,
-    /// The expiry last written to the store (seconds; fits u32 until 2106).
-    stored: u32,
 }
 
 const FREE: Owner = Owner {
     key: KeyBuf::EMPTY,
     stored: 0,
     expiry: 0,
+    version: 0,
     hw: None,
     subnet: 0,
     state: OwnerState::Free,
 };
+
+impl Owner {
+    fn expiry(&self) -> u64 {
+        u64::from(self.expiry)
+    }
+}
 
 /// Per-subnet counts for `irondhcp-ctl stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -148,8 +159,17 @@ pub struct Allocator {
     owners: Vec<Owner>,
     /// Key hash (subnet and key) → slot of the client's lease or offer.
     by_client: HashMap<u64, u32>,
-    /// Key hash → slot of the address the client had last.
+    /// Key hash → slot of the address the client had last. Bounded by the
+    /// number of slots (a full map keeps what it has).
     previous: HashMap<u64, u32>,
+    /// Owners of leases being re-granted (durable renewal in flight), to be
+    /// restored if the commit fails: a failed renewal must not free a lease.
+    regrants: HashMap<u32, Owner>,
+    /// Writes the allocator decided on its own (the old lease of a client
+    /// that moved), for the control plane to persist.
+    side_writes: Vec<LeaseWrite>,
+    /// Answer NAKs for addresses the server does not know (else silence).
+    pub authoritative: bool,
     /// Key hash → reserved address.
     reserved: HashMap<u64, Ipv4Addr>,
     reserved_addrs: HashSet<Ipv4Addr>,
@@ -182,6 +202,9 @@ impl Allocator {
             owners,
             by_client: HashMap::new(),
             previous: HashMap::new(),
+            regrants: HashMap::new(),
+            side_writes: Vec::new(),
+            authoritative: true,
             reserved,
             reserved_addrs,
             due: BinaryHeap::new(),
@@ -247,10 +270,11 @@ impl Allocator {
                     OwnerState::Declined
                 };
                 self.install(si, &r.client_key, r.hw_address, slot, state, r.expiry);
+                self.owners[slot as usize].version = r.version;
                 true
             }
             RecordState::Released | RecordState::Expired => {
-                self.previous.insert(self.hash(si, &r.client_key), slot);
+                self.remember_previous(self.hash(si, &r.client_key), slot);
                 false
             }
         }
@@ -274,9 +298,12 @@ impl Allocator {
             _ => None,
         };
         if let Some(ms) = map_state {
+            // Installed leases are durable (committed or loaded from the
+            // store), so the durable expiry is the promised one.
             let view = LeaseView {
                 key_hash: kh,
                 expiry,
+                durable: expiry,
                 state: ms,
             };
             if let Err(e) = self.leases.set(addr, view) {
@@ -286,23 +313,63 @@ impl Allocator {
         if state != OwnerState::Declined {
             self.by_client.insert(kh, slot);
         }
-        self.schedule(slot, state, expiry);
+        let version = self.owners[slot as usize].version;
         self.owners[slot as usize] = Owner {
             key: KeyBuf::new(key),
-            expiry,
+            expiry: secs32(expiry),
+            stored: secs32(expiry),
+            version,
             hw,
             subnet: si,
             state,
-            stored: secs32(expiry),
         };
+        let due = self.due_at(&self.owners[slot as usize]);
+        self.due.push(Reverse((secs32(due), slot)));
     }
 
-    fn schedule(&mut self, slot: u32, state: OwnerState, expiry: u64) {
-        let due = match state {
-            OwnerState::Leased => expiry + self.timers.reclaim_margin,
-            _ => expiry,
-        };
-        self.due.push(Reverse((secs32(due), slot)));
+    /// When `o`'s address may be looked at again: for a lease, the reclaim
+    /// bound `max(promised, durable + MCLT) + grace` (docs/decisions.md);
+    /// for an offer or a quarantine, its end.
+    fn due_at(&self, o: &Owner) -> u64 {
+        match o.state {
+            OwnerState::Leased | OwnerState::Committing => {
+                let mclt = self
+                    .subnets
+                    .get(o.subnet as usize)
+                    .map_or(0, |s| u64::from(s.mclt));
+                o.expiry().max(u64::from(o.stored) + mclt) + self.timers.grace
+            }
+            _ => o.expiry(),
+        }
+    }
+
+    /// Remembers the address a client had, within the bound on `previous`.
+    fn remember_previous(&mut self, kh: u64, slot: u32) {
+        if self.previous.len() < self.owners.len() || self.previous.contains_key(&kh) {
+            self.previous.insert(kh, slot);
+        }
+    }
+
+    /// The reserved address of a client: by its key, or, for a client that
+    /// sends option 61, by its hardware address (Kea's `hw-address`
+    /// reservations match such clients too).
+    fn reservation_for(&self, si: u16, key: &[u8], hw: Option<[u8; 6]>) -> Option<Ipv4Addr> {
+        if let Some(a) = self.reserved.get(&self.hash(si, key)) {
+            return Some(*a);
+        }
+        let hw = hw?;
+        let mut hw_key = [0u8; 7];
+        hw_key[0] = 1;
+        hw_key[1..].copy_from_slice(&hw);
+        if hw_key[..] == *key {
+            return None;
+        }
+        self.reserved.get(&self.hash(si, &hw_key)).copied()
+    }
+
+    /// Writes the allocator decided on its own since the last call.
+    pub fn take_side_writes(&mut self) -> Vec<LeaseWrite> {
+        std::mem::take(&mut self.side_writes)
     }
 
     /// Forgets the owner of `slot` and clears the lease map slot.
@@ -319,18 +386,30 @@ impl Allocator {
         Some(o)
     }
 
-    /// Whether `addr` may be given to `key` in subnet `si` now.
-    fn available_to(&self, si: u16, key: &[u8], addr: Ipv4Addr, now: u64) -> bool {
+    /// Whether `addr` may be given to `key` in subnet `si` now. A declined
+    /// address is given to nobody during its probation, the client that
+    /// declined it included.
+    fn available_to(
+        &self,
+        si: u16,
+        key: &[u8],
+        hw: Option<[u8; 6]>,
+        addr: Ipv4Addr,
+        now: u64,
+    ) -> bool {
         let s = &self.subnets[si as usize];
         if !s.contains(addr) {
             return false;
         }
         if let Some(o) = self.owner(addr) {
-            let dead = o.state == OwnerState::Offered && o.expiry <= now;
-            return o.key.as_slice() == key || dead;
+            if o.state == OwnerState::Declined {
+                return false;
+            }
+            let dead = o.state == OwnerState::Offered && o.expiry() <= now;
+            return (o.key.as_slice() == key && o.subnet == si) || dead;
         }
-        match self.reserved.get(&self.hash(si, key)) {
-            Some(r) => *r == addr,
+        match self.reservation_for(si, key, hw) {
+            Some(r) => r == addr,
             None => {
                 !self.reserved_addrs.contains(&addr) && s.in_pool(addr) && self.leases.covers(addr)
             }
@@ -357,7 +436,7 @@ impl Allocator {
             }
             let Some(a) = cand else { continue };
             let taken = match self.owner(a) {
-                Some(o) => !(o.state == OwnerState::Offered && o.expiry <= now),
+                Some(o) => !(o.state == OwnerState::Offered && o.expiry() <= now),
                 None => false,
             };
             if !taken && !self.reserved_addrs.contains(&a) {
@@ -391,7 +470,7 @@ impl Allocator {
                     return AllocDecision::Offer { addr, lease_secs }
                 }
                 OwnerState::Offered => {
-                    o.expiry = now + lifetime;
+                    o.expiry = secs32(now + lifetime);
                     self.due.push(Reverse((secs32(now + lifetime), slot)));
                     return AllocDecision::Offer { addr, lease_secs };
                 }
@@ -399,7 +478,7 @@ impl Allocator {
             }
         }
         let mut candidates: Vec<Ipv4Addr> = Vec::with_capacity(3);
-        let reservation = self.reserved.get(&kh).copied();
+        let reservation = self.reservation_for(si, key, hw);
         if let Some(r) = reservation {
             candidates.push(r);
         }
@@ -411,7 +490,7 @@ impl Allocator {
         }
         let chosen = candidates
             .into_iter()
-            .find(|a| self.available_to(si, key, *a, now))
+            .find(|a| self.available_to(si, key, hw, *a, now))
             .or_else(|| {
                 if reservation.is_some() {
                     None // a reserved client gets its reservation or nothing
@@ -440,8 +519,8 @@ impl Allocator {
         AllocDecision::Offer { addr, lease_secs }
     }
 
-    /// DHCPREQUEST that needs a commit (SELECTING, or a lease the fast path
-    /// does not know).
+    /// A SELECTING DHCPREQUEST: commit `requested` for the client if it may
+    /// have it (its offer, its reservation, or a free address).
     pub fn request(
         &mut self,
         si: u16,
@@ -456,18 +535,74 @@ impl Allocator {
         let Some(addr) = requested else {
             return RequestOutcome::Ignore;
         };
-        if !self.available_to(si, key, addr, now) {
+        if !self.available_to(si, key, hw, addr, now) {
             return RequestOutcome::Nak;
         }
         let Some(slot) = self.slot(addr) else {
             return RequestOutcome::Nak;
         };
-        let kh = self.hash(si, key);
-        if let Some(r) = self.reserved.get(&kh) {
-            if *r != addr {
+        if let Some(r) = self.reservation_for(si, key, hw) {
+            if r != addr {
                 return RequestOutcome::Nak;
             }
         }
+        self.grant(si, key, hw, slot, now)
+    }
+
+    /// A RENEWING/REBINDING/INIT-REBOOT request the fast path could not
+    /// answer from memory (the promise bound is near, the lease expired, or
+    /// the map does not hold it): the client's own lease is extended
+    /// durably, before the ACK. Nothing else is ever granted here, so a
+    /// renewal for an address nobody leased never creates a lease; it is
+    /// NAKed when the server is authoritative, ignored otherwise.
+    pub fn renew(
+        &mut self,
+        si: u16,
+        key: &[u8],
+        hw: Option<[u8; 6]>,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> RequestOutcome {
+        if si as usize >= self.subnets.len() {
+            return RequestOutcome::Ignore;
+        }
+        let Some(addr) = requested else {
+            return RequestOutcome::Ignore;
+        };
+        let unknown = if self.authoritative {
+            RequestOutcome::Nak
+        } else {
+            RequestOutcome::Ignore
+        };
+        let Some(slot) = self.slot(addr) else {
+            return unknown;
+        };
+        let o = &self.owners[slot as usize];
+        let mine = o.key.as_slice() == key && o.subnet == si;
+        match o.state {
+            OwnerState::Leased if mine => self.grant(si, key, hw, slot, now),
+            // The durable renewal is already in flight: its ACK is coming.
+            OwnerState::Committing if mine => RequestOutcome::Ignore,
+            OwnerState::Leased | OwnerState::Committing | OwnerState::Declined => {
+                RequestOutcome::Nak
+            }
+            OwnerState::Free | OwnerState::Offered => unknown,
+        }
+    }
+
+    /// Marks `slot` as being committed to the client and returns the grant.
+    /// A client moving to a new address gives up its old one, in the store
+    /// too; a client re-granted its own lease keeps it if the commit fails.
+    fn grant(
+        &mut self,
+        si: u16,
+        key: &[u8],
+        hw: Option<[u8; 6]>,
+        slot: u32,
+        now: u64,
+    ) -> RequestOutcome {
+        let addr = self.addr(slot);
+        let kh = self.hash(si, key);
         if self.owners[slot as usize].state == OwnerState::Committing {
             // A retransmission while the grant is in flight: its ACK is coming.
             return RequestOutcome::Ignore;
@@ -477,24 +612,35 @@ impl Allocator {
             if old != slot {
                 if let Some(o) = self.free(old) {
                     if o.state == OwnerState::Leased {
-                        self.previous.insert(kh, old);
+                        self.remember_previous(kh, old);
+                        self.side_writes.push(LeaseWrite::Release {
+                            subnet_id: self.subnets[si as usize].id,
+                            address: self.addr(old),
+                            client_key: key.to_vec(),
+                            version: o.version,
+                        });
                     }
                 }
             }
         }
         let expiry = now + u64::from(self.subnets[si as usize].lease_time);
-        let current = &self.owners[slot as usize];
+        let current = self.owners[slot as usize].clone();
         let hw = hw.or(current.hw);
-        if current.state != OwnerState::Free && current.key.as_slice() != key {
+        let regrant = current.state == OwnerState::Leased && current.key.as_slice() == key;
+        if regrant {
+            // The lease map keeps answering from the old lease meanwhile.
+            self.regrants.insert(slot, current.clone());
+        } else if current.state != OwnerState::Free && current.key.as_slice() != key {
             self.free(slot);
         }
         self.owners[slot as usize] = Owner {
             key: KeyBuf::new(key),
-            expiry,
+            expiry: secs32(expiry),
+            stored: current.stored,
+            version: current.version,
             hw,
             subnet: si,
             state: OwnerState::Committing,
-            stored: secs32(expiry),
         };
         self.by_client.insert(kh, slot);
         RequestOutcome::Commit(LeaseWrite::Grant {
@@ -506,10 +652,17 @@ impl Allocator {
         })
     }
 
-    /// The store's verdict on a grant from [`Allocator::request`]. `applied`
-    /// false (another owner in storage) or `ok` false (the store failed)
-    /// roll the grant back.
-    pub fn committed(&mut self, grant: &LeaseWrite, ok: bool, applied: bool) -> AllocDecision {
+    /// The store's verdict on a grant from [`Allocator::request`] or
+    /// [`Allocator::renew`]: `version` is the row's version when it was
+    /// applied, `None` when the store refused it (another owner) or `ok` is
+    /// false (the store failed). A refused or failed new grant is rolled
+    /// back; a failed re-grant leaves the client's lease as it was.
+    pub fn committed(
+        &mut self,
+        grant: &LeaseWrite,
+        ok: bool,
+        version: Option<u32>,
+    ) -> AllocDecision {
         let LeaseWrite::Grant {
             subnet_id,
             address,
@@ -527,14 +680,25 @@ impl Allocator {
         if !(o.state == OwnerState::Committing && o.key.as_slice() == client_key.as_slice()) {
             return AllocDecision::Ignore;
         }
-        if !(ok && applied) {
-            self.free(slot);
+        let prior = self.regrants.remove(&slot);
+        let Some(version) = version.filter(|_| ok) else {
+            match prior {
+                Some(p) if !ok => {
+                    // The store failed: the lease stands as it was (and the
+                    // client retries its renewal).
+                    self.owners[slot as usize] = p;
+                    return AllocDecision::Ignore;
+                }
+                _ => {
+                    self.free(slot);
+                }
+            }
             return if ok {
                 AllocDecision::Nak
             } else {
                 AllocDecision::Ignore
             };
-        }
+        };
         self.previous.remove(&self.hash(si, client_key));
         self.install(
             si,
@@ -544,6 +708,7 @@ impl Allocator {
             OwnerState::Leased,
             *expiry,
         );
+        self.owners[slot as usize].version = version;
         AllocDecision::Ack {
             addr: *address,
             lease_secs: self.subnets[si as usize].lease_time,
@@ -560,7 +725,7 @@ impl Allocator {
 
     /// A renewal the fast path ACKed from memory. Returns the write that
     /// persists it, or None when the lease is not the client's any more or
-    /// the extension is within `write_threshold` of what is stored.
+    /// the extension is within `write_threshold` of what is durable.
     pub fn renewed(&mut self, addr: Ipv4Addr, kh: u64, expiry: u64) -> Option<LeaseWrite> {
         let slot = self.leased_slot(addr, kh)?;
         self.leases.extend(addr, kh, expiry);
@@ -570,28 +735,59 @@ impl Allocator {
             u64::from(self.subnets[self.owners[slot as usize].subnet as usize].lease_time);
         let threshold = self.timers.write_threshold.min(lease_time / 4);
         let o = &mut self.owners[slot as usize];
-        o.expiry = o.expiry.max(expiry);
+        o.expiry = o.expiry.max(secs32(expiry));
         if expiry < u64::from(o.stored) + threshold {
             return None;
         }
-        o.stored = secs32(expiry);
         Some(LeaseWrite::Extend {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
             client_key: o.key.as_slice().to_vec(),
             expiry,
+            version: o.version,
         })
+    }
+
+    /// The store committed `write`: an extension raises the durable expiry
+    /// (in the owner and in the lease map, whose promise bound follows it).
+    pub fn persisted(&mut self, write: &LeaseWrite) {
+        let LeaseWrite::Extend {
+            subnet_id,
+            address,
+            client_key,
+            expiry,
+            version,
+        } = write
+        else {
+            return;
+        };
+        let (Some(si), Some(slot)) = (self.subnet_index(*subnet_id), self.slot(*address)) else {
+            return;
+        };
+        let o = &mut self.owners[slot as usize];
+        if o.state != OwnerState::Leased
+            || o.version != *version
+            || o.key.as_slice() != client_key.as_slice()
+        {
+            return;
+        }
+        o.stored = o.stored.max(secs32(*expiry));
+        o.expiry = o.expiry.max(o.stored);
+        let durable = u64::from(o.stored);
+        let kh = self.hash(si, client_key);
+        self.leases.set_durable(*address, kh, durable);
     }
 
     /// A DHCPRELEASE.
     pub fn released(&mut self, addr: Ipv4Addr, kh: u64) -> Option<LeaseWrite> {
         let slot = self.leased_slot(addr, kh)?;
         let o = self.free(slot)?;
-        self.previous.insert(kh, slot);
+        self.remember_previous(kh, slot);
         Some(LeaseWrite::Release {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
             client_key: o.key.as_slice().to_vec(),
+            version: o.version,
         })
     }
 
@@ -608,17 +804,22 @@ impl Allocator {
             OwnerState::Declined,
             until,
         );
+        // The store bumps the row's version with the decline.
+        self.owners[slot as usize].version = o.version.wrapping_add(1);
         Some(LeaseWrite::Decline {
             subnet_id: self.subnets[o.subnet as usize].id,
             address: addr,
             client_key: o.key.as_slice().to_vec(),
             until,
+            version: o.version,
         })
     }
 
     /// Reclaims at most `max` addresses whose time has come: offers past
-    /// their lifetime, quarantines past probation, and leases past expiry
-    /// plus the reclaim margin. Returns the store writes for the leases.
+    /// their lifetime, quarantines past probation, and leases past the
+    /// reclaim bound (`max(promised, durable + MCLT) + grace`). `now` must
+    /// come from a clock that does not jump forward ([`crate::clock`]).
+    /// Returns the store writes for the leases.
     pub fn reclaim(&mut self, now: u64, max: usize) -> Vec<LeaseWrite> {
         let mut writes = Vec::new();
         let mut looked = 0;
@@ -635,9 +836,8 @@ impl Allocator {
             let o = &self.owners[slot as usize];
             let real_due = match o.state {
                 OwnerState::Free => continue,
-                OwnerState::Leased => o.expiry + self.timers.reclaim_margin,
                 OwnerState::Committing => now + 1,
-                _ => o.expiry,
+                _ => self.due_at(o),
             };
             if real_due > now {
                 if secs32(real_due) != due {
@@ -650,13 +850,13 @@ impl Allocator {
             match o.state {
                 OwnerState::Leased | OwnerState::Declined => {
                     if o.state == OwnerState::Leased {
-                        self.previous
-                            .insert(self.hash(o.subnet, o.key.as_slice()), slot);
+                        self.remember_previous(self.hash(o.subnet, o.key.as_slice()), slot);
                     }
                     writes.push(LeaseWrite::Expire {
                         subnet_id: self.subnets[o.subnet as usize].id,
                         address: addr,
                         client_key: o.key.as_slice().to_vec(),
+                        version: o.version,
                     });
                 }
                 _ => {}
@@ -692,7 +892,7 @@ impl Allocator {
                 OwnerState::Free => {}
                 OwnerState::Leased | OwnerState::Committing => st.assigned += 1,
                 OwnerState::Declined => st.declined += 1,
-                OwnerState::Offered if o.expiry > now => st.offered += 1,
+                OwnerState::Offered if o.expiry() > now => st.offered += 1,
                 OwnerState::Offered => {}
             }
         }
@@ -730,7 +930,7 @@ impl Allocator {
                         "declined"
                     }
                     .into(),
-                    expiry: o.expiry,
+                    expiry: o.expiry(),
                 };
                 (a, info)
             })
@@ -779,7 +979,7 @@ address = "10.0.0.50"
             Timers {
                 offer_lifetime: 30,
                 decline_probation: 600,
-                reclaim_margin: 61,
+                grace: 61,
                 write_threshold: 0,
             },
         )
@@ -794,7 +994,7 @@ address = "10.0.0.50"
 
     fn commit(a: &mut Allocator, key: &[u8], addr: Ipv4Addr, now: u64) -> AllocDecision {
         match a.request(0, key, None, Some(addr), now) {
-            RequestOutcome::Commit(g) => a.committed(&g, true, true),
+            RequestOutcome::Commit(g) => a.committed(&g, true, Some(1)),
             RequestOutcome::Nak => AllocDecision::Nak,
             RequestOutcome::Ignore => AllocDecision::Ignore,
         }
@@ -883,24 +1083,51 @@ address = "10.0.0.50"
         assert_eq!(offer_addr(a.discover(0, b"c", None, None, 20)), addr);
     }
 
+    /// The reclaim bound: durable expiry + MCLT + grace, whatever the
+    /// write-behind did. A renewal answered from memory whose write never
+    /// reached the store (a crash) cannot outlive the bound, so the address
+    /// waits for it.
     #[test]
-    fn reclaim_waits_for_expiry_plus_margin() {
+    fn reclaim_waits_for_durable_expiry_plus_mclt_plus_grace() {
         let mut a = setup("10.0.0.100-10.0.0.100");
         let addr = offer_addr(a.discover(0, b"c", None, None, 0));
-        commit(&mut a, b"c", addr, 0); // expiry 3600
-        assert!(a.renewed(addr, key_hash(7, b"c"), 4_000).is_some());
+        commit(&mut a, b"c", addr, 0); // durable 3600, MCLT 1800
+                                       // Renewed from memory at T1 to 5400, never persisted.
+        assert!(a.renewed(addr, key_hash(7, b"c"), 5_400).is_some());
         assert!(
-            a.reclaim(4_000 + 60, 100).is_empty(),
-            "not before expiry + margin"
+            a.reclaim(3_600 + 1_800 + 60, 100).is_empty(),
+            "not before durable + MCLT + grace"
         );
         assert_eq!(
-            a.discover(0, b"d", None, None, 4_000),
+            a.discover(0, b"d", None, None, 5_000),
             AllocDecision::Ignore
         );
-        let w = a.reclaim(4_000 + 61, 100);
+        let w = a.reclaim(3_600 + 1_800 + 61, 100);
         assert_eq!(w.len(), 1);
+        assert!(matches!(w[0], LeaseWrite::Expire { version: 1, .. }));
         assert!(a.leases.get(addr).is_none());
-        assert_eq!(offer_addr(a.discover(0, b"d", None, None, 4_100)), addr);
+        assert_eq!(offer_addr(a.discover(0, b"d", None, None, 5_500)), addr);
+    }
+
+    /// The same after a restart: only the durable expiry survives, and the
+    /// reloaded lease is still held until it + MCLT + grace.
+    #[test]
+    fn reloaded_lease_is_held_past_its_stored_expiry_by_mclt_and_grace() {
+        let mut a = setup("10.0.0.100-10.0.0.109");
+        let addr = Ipv4Addr::new(10, 0, 0, 105);
+        a.load(&[LeaseRecord {
+            subnet_id: 7,
+            address: addr,
+            client_key: b"k".to_vec(),
+            hw_address: None,
+            state: RecordState::Leased,
+            expiry: 1_000,
+            allocated_by: "x".into(),
+            updated_at: 0,
+            version: 1,
+        }]);
+        assert!(a.reclaim(1_000 + 1_800 + 61 - 1, 10).is_empty());
+        assert_eq!(a.reclaim(1_000 + 1_800 + 61, 10).len(), 1);
     }
 
     #[test]
@@ -919,13 +1146,48 @@ address = "10.0.0.50"
             3_620,
             "the map still has the new expiry"
         );
-        assert!(a.renewed(addr, kh, 3_630).is_some(), "30 s past: written");
+        let w = a.renewed(addr, kh, 3_630).expect("30 s past: written");
+        a.persisted(&w);
+        assert_eq!(
+            a.leases.get(addr).unwrap().durable,
+            3_630,
+            "durable follows the commit"
+        );
         assert!(
             a.renewed(addr, kh, 3_640).is_none(),
-            "measured from the new stored expiry"
+            "measured from the new durable expiry"
         );
-        // Reclamation follows the in-memory expiry, not the stored one.
-        assert!(a.reclaim(3_640 + 60, 10).is_empty());
+        assert!(a.reclaim(3_630 + 1_800 + 60, 10).is_empty());
+    }
+
+    #[test]
+    fn the_map_durable_expiry_moves_only_when_the_store_commits() {
+        let mut a = setup("10.0.0.100-10.0.0.100");
+        let kh = key_hash(7, b"c");
+        let addr = offer_addr(a.discover(0, b"c", None, None, 0));
+        commit(&mut a, b"c", addr, 0);
+        let w = a.renewed(addr, kh, 5_000).unwrap();
+        let v = a.leases.get(addr).unwrap();
+        assert_eq!(
+            (v.expiry, v.durable),
+            (5_000, 3_600),
+            "promised, not durable yet"
+        );
+        a.persisted(&w);
+        assert_eq!(a.leases.get(addr).unwrap().durable, 5_000);
+        // A write for an older version of the lease changes nothing.
+        let LeaseWrite::Extend { version, .. } = w else {
+            panic!()
+        };
+        let stale = LeaseWrite::Extend {
+            subnet_id: 7,
+            address: addr,
+            client_key: b"c".to_vec(),
+            expiry: 9_000,
+            version: version + 5,
+        };
+        a.persisted(&stale);
+        assert_eq!(a.leases.get(addr).unwrap().durable, 5_000);
     }
 
     #[test]
@@ -950,6 +1212,162 @@ address = "10.0.0.50"
         assert_eq!(offer_addr(a.discover(0, b"d", None, None, 701)), addr);
     }
 
+    /// A DECLINEd address goes to nobody for the probation, the decliner
+    /// included: not by option 50, not through its reservation.
+    #[test]
+    fn declined_address_is_offered_to_nobody_not_even_the_decliner() {
+        let mut a = setup("10.0.0.100-10.0.0.101");
+        let addr = offer_addr(a.discover(0, b"c", None, Some(Ipv4Addr::new(10, 0, 0, 100)), 0));
+        commit(&mut a, b"c", addr, 0);
+        assert!(a.declined(addr, key_hash(7, b"c"), 10).is_some());
+        let again = a.discover(0, b"c", None, Some(addr), 20);
+        assert_ne!(
+            again,
+            AllocDecision::Offer {
+                addr,
+                lease_secs: 3600
+            }
+        );
+        assert_eq!(commit(&mut a, b"c", addr, 20), AllocDecision::Nak);
+        // A reserved client whose reserved address it declined.
+        let key = [1u8, 2, 0, 0, 0, 0, 0xaa];
+        let res = Ipv4Addr::new(10, 0, 0, 50);
+        assert_eq!(offer_addr(a.discover(0, &key, None, None, 30)), res);
+        commit(&mut a, &key, res, 30);
+        assert!(a.declined(res, key_hash(7, &key), 40).is_some());
+        assert_eq!(a.discover(0, &key, None, None, 50), AllocDecision::Ignore);
+        assert_eq!(commit(&mut a, &key, res, 50), AllocDecision::Nak);
+    }
+
+    /// A renewal of an address nobody leased never creates a lease: NAK when
+    /// authoritative, silence otherwise; the client's own lease is re-granted.
+    #[test]
+    fn renew_only_extends_the_clients_own_lease() {
+        let mut a = setup("10.0.0.100-10.0.0.109");
+        let free = Ipv4Addr::new(10, 0, 0, 107);
+        assert_eq!(a.renew(0, b"c", None, Some(free), 0), RequestOutcome::Nak);
+        a.authoritative = false;
+        assert_eq!(
+            a.renew(0, b"c", None, Some(free), 0),
+            RequestOutcome::Ignore
+        );
+        assert!(a.leases.get(free).is_none());
+        assert_eq!(a.stats(0)[0].assigned, 0, "no lease created");
+        let addr = offer_addr(a.discover(0, b"c", None, None, 0));
+        commit(&mut a, b"c", addr, 0);
+        assert_eq!(
+            a.renew(0, b"d", None, Some(addr), 10),
+            RequestOutcome::Nak,
+            "another's"
+        );
+        let RequestOutcome::Commit(g) = a.renew(0, b"c", None, Some(addr), 10) else {
+            panic!("own lease re-granted")
+        };
+        assert!(matches!(g, LeaseWrite::Grant { expiry: 3_610, .. }));
+        assert!(matches!(
+            a.committed(&g, true, Some(2)),
+            AllocDecision::Ack { .. }
+        ));
+        assert_eq!(a.leases.get(addr).unwrap().durable, 3_610);
+    }
+
+    /// A re-grant of the client's own lease that the store fails to commit
+    /// leaves the lease as it was (it used to free the address).
+    #[test]
+    fn failed_regrant_keeps_the_lease() {
+        let mut a = setup("10.0.0.100-10.0.0.100");
+        let addr = offer_addr(a.discover(0, b"c", None, None, 0));
+        commit(&mut a, b"c", addr, 0);
+        let RequestOutcome::Commit(g) = a.renew(0, b"c", None, Some(addr), 100) else {
+            panic!()
+        };
+        assert_eq!(a.committed(&g, false, None), AllocDecision::Ignore);
+        let v = a.leases.get(addr).expect("still leased");
+        assert_eq!(
+            (v.state, v.key_hash, v.durable),
+            (LeaseState::Leased, key_hash(7, b"c"), 3_600)
+        );
+        assert_eq!(
+            a.discover(0, b"d", None, None, 200),
+            AllocDecision::Ignore,
+            "not free"
+        );
+        assert!(matches!(
+            a.renew(0, b"c", None, Some(addr), 300),
+            RequestOutcome::Commit(_)
+        ));
+    }
+
+    /// A hw_address reservation matches a client that also sends option 61.
+    #[test]
+    fn hw_reservation_matches_a_client_with_a_client_id() {
+        let mut a = setup("10.0.0.100-10.0.0.109");
+        let hw = Some([2, 0, 0, 0, 0, 0xaa]);
+        let got = offer_addr(a.discover(0, b"\xffclient-id", hw, None, 0));
+        assert_eq!(got, Ipv4Addr::new(10, 0, 0, 50));
+        assert_eq!(
+            commit_hw(&mut a, b"\xffclient-id", hw, got, 0),
+            AllocDecision::Ack {
+                addr: got,
+                lease_secs: 3600
+            }
+        );
+    }
+
+    fn commit_hw(
+        a: &mut Allocator,
+        key: &[u8],
+        hw: Option<[u8; 6]>,
+        addr: Ipv4Addr,
+        now: u64,
+    ) -> AllocDecision {
+        match a.request(0, key, hw, Some(addr), now) {
+            RequestOutcome::Commit(g) => a.committed(&g, true, Some(1)),
+            RequestOutcome::Nak => AllocDecision::Nak,
+            RequestOutcome::Ignore => AllocDecision::Ignore,
+        }
+    }
+
+    /// A client that moves to another address releases the old row in the
+    /// store too (the allocator and the store must not drift).
+    #[test]
+    fn moving_client_releases_its_old_lease_in_the_store() {
+        let mut a = setup("10.0.0.100-10.0.0.109");
+        let first = offer_addr(a.discover(0, b"c", None, None, 0));
+        commit(&mut a, b"c", first, 0);
+        let other = if first == Ipv4Addr::new(10, 0, 0, 100) {
+            Ipv4Addr::new(10, 0, 0, 101)
+        } else {
+            Ipv4Addr::new(10, 0, 0, 100)
+        };
+        assert!(matches!(
+            commit(&mut a, b"c", other, 10),
+            AllocDecision::Ack { .. }
+        ));
+        let side = a.take_side_writes();
+        assert_eq!(
+            side,
+            vec![LeaseWrite::Release {
+                subnet_id: 7,
+                address: first,
+                client_key: b"c".to_vec(),
+                version: 1,
+            }]
+        );
+        assert!(a.leases.get(first).is_none());
+    }
+
+    /// The previous-address memory is bounded by the number of addresses.
+    #[test]
+    fn previous_addresses_are_bounded() {
+        let mut a = setup("10.0.0.100-10.0.0.101");
+        let cap = a.owners.len();
+        for i in 0..(cap as u32 * 10) {
+            a.remember_previous(u64::from(i) + 1, 0);
+        }
+        assert!(a.previous.len() <= cap, "{} > {cap}", a.previous.len());
+    }
+
     #[test]
     fn failed_commit_rolls_back() {
         let mut a = setup("10.0.0.100-10.0.0.100");
@@ -957,7 +1375,7 @@ address = "10.0.0.50"
         let RequestOutcome::Commit(g) = a.request(0, b"c", None, Some(addr), 0) else {
             panic!()
         };
-        assert_eq!(a.committed(&g, false, false), AllocDecision::Ignore);
+        assert_eq!(a.committed(&g, false, None), AllocDecision::Ignore);
         assert!(a.leases.get(addr).is_none());
         assert_eq!(offer_addr(a.discover(0, b"d", None, None, 1)), addr);
     }
@@ -994,6 +1412,7 @@ address = "10.0.0.50"
             expiry: 9_999,
             allocated_by: "x".into(),
             updated_at: 0,
+            version: 3,
         }];
         assert_eq!(a.load(&recs), 1);
         assert_eq!(

@@ -135,6 +135,10 @@ pub struct SubnetConfig {
     pub renew_time: Option<u32>,
     /// T2; default lease_time * 7 / 8.
     pub rebind_time: Option<u32>,
+    /// Maximum client lead time: how far past the durable expiry a renewal
+    /// answered from memory may reach; default lease_time / 2 (a client
+    /// renewing at T1 then gets a whole lease without a synchronous write).
+    pub mclt: Option<u32>,
     #[serde(default)]
     pub routers: Vec<Ipv4Addr>,
     #[serde(default)]
@@ -229,6 +233,8 @@ pub struct Subnet {
     pub lease_time: u32,
     pub renew_time: u32,
     pub rebind_time: u32,
+    /// Maximum client lead time (seconds).
+    pub mclt: u32,
     pub options: EncodedOptions,
     /// (client key as the fast path computes it, address).
     pub reservations: Vec<(Vec<u8>, Ipv4Addr)>,
@@ -310,6 +316,22 @@ impl Config {
                     s.queues.len()
                 ),
             ));
+        }
+        if !s.cores.is_empty() || !s.control_cores.is_empty() {
+            let allowed = irondhcp_fastpath::worker::allowed_cores().unwrap_or_default();
+            for (key, list) in [
+                ("server.cores", &s.cores),
+                ("server.control_cores", &s.control_cores),
+            ] {
+                if let Some(c) = list.iter().find(|c| !allowed.contains(c)) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "core {c} is not one this machine lets the daemon use ({allowed:?})"
+                        ),
+                    ));
+                }
+            }
         }
         if !matches!(s.xdp_mode.as_str(), "native" | "generic" | "auto") {
             return Err(invalid(
@@ -406,6 +428,9 @@ fn parse_hex(key: &str, s: &str) -> Result<Vec<u8>, ConfigError> {
         .chars()
         .filter(|c| !matches!(c, ':' | '-' | ' '))
         .collect();
+    if !clean.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(invalid(key, format!("{s:?} is not hex")));
+    }
     if clean.is_empty() || !clean.len().is_multiple_of(2) {
         return Err(invalid(
             key,
@@ -475,6 +500,13 @@ fn validate_subnet(i: usize, sc: &SubnetConfig) -> Result<Subnet, ConfigError> {
                 "need renew_time ({renew_time}) < rebind_time ({rebind_time}) < lease_time ({})",
                 sc.lease_time
             ),
+        ));
+    }
+    let mclt = sc.mclt.unwrap_or(sc.lease_time / 2);
+    if mclt > sc.lease_time {
+        return Err(invalid(
+            k("mclt"),
+            format!("{mclt} is longer than lease_time ({})", sc.lease_time),
         ));
     }
 
@@ -589,6 +621,7 @@ fn validate_subnet(i: usize, sc: &SubnetConfig) -> Result<Subnet, ConfigError> {
         lease_time: sc.lease_time,
         renew_time,
         rebind_time,
+        mclt,
         options,
         reservations,
     })
@@ -607,6 +640,7 @@ impl Validated {
                 lease_time: s.lease_time,
                 renew_time: s.renew_time,
                 rebind_time: s.rebind_time,
+                mclt: s.mclt,
                 options: s.options.clone(),
             })
             .collect();
@@ -740,5 +774,26 @@ address = "10.0.0.10"
         assert!(e.starts_with("subnet[1].cidr: "), "{e}");
         let e = err_of("not toml at all [");
         assert!(e.contains("TOML") || e.contains("expected"), "{e}");
+    }
+
+    /// Inputs that used to panic or pass `--check` and then abort the daemon.
+    #[test]
+    fn hostile_values_are_config_errors_not_panics() {
+        let e = err_of(&GOOD.replace(
+            "code = 42\nips = [\"10.0.0.123\"]",
+            "code = 42\nhex = \"aé\"",
+        ));
+        assert!(e.starts_with("subnet[0].option[0].hex: "), "{e}");
+        let e = err_of(&GOOD.replace("[server]", "[server]\ncores = [5000]"));
+        assert!(e.starts_with("server.cores: "), "{e}");
+        let e = err_of(&GOOD.replace("[server]", "[server]\ncontrol_cores = [4096]"));
+        assert!(e.starts_with("server.control_cores: "), "{e}");
+        let e = err_of(&GOOD.replace(
+            "domain_name = \"example.net\"",
+            "domain_name = \"example.net\"\nmclt = 99999",
+        ));
+        assert!(e.starts_with("subnet[0].mclt: "), "{e}");
+        let v = Config::parse(GOOD).unwrap();
+        assert_eq!(v.subnets[0].mclt, 1800, "MCLT defaults to half the lease");
     }
 }

@@ -48,6 +48,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0} stopped unexpectedly; the daemon stops rather than leave its queue unserved")]
+    Died(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -77,10 +79,11 @@ pub async fn run(
     let timers = Timers {
         offer_lifetime: s.offer_lifetime,
         decline_probation: s.decline_probation,
-        reclaim_margin: s.write_behind_ms.div_ceil(1000) + u64::from(s.reclaim_grace),
+        grace: u64::from(s.reclaim_grace),
         write_threshold: u64::from(s.reclaim_grace / 2),
     };
     let mut alloc = Allocator::new(cfg.subnets.clone(), leases.clone(), timers);
+    alloc.authoritative = s.authoritative;
     let mut live = 0u64;
     let stored = store
         .load_each(|r| {
@@ -177,8 +180,45 @@ pub async fn run(
     // The plane runs until shutdown; then it has flushed the write-behind.
     let mut plane_shutdown = shutdown.clone();
     let (plane_stop_tx, plane_stop_rx) = watch::channel(false);
-    let plane_task = tokio::spawn(plane.run(fast_input, query_rx, plane_stop_rx));
-    let _ = plane_shutdown.wait_for(|v| *v).await;
+    let mut plane_task = tokio::spawn(plane.run(fast_input, query_rx, plane_stop_rx));
+    // Supervise: a worker or the control plane that ends on its own (a
+    // panic, a bug) stops the daemon loudly. Nothing would restart it, and
+    // XDP would keep redirecting its queue into a socket nobody reads.
+    let mut check = tokio::time::interval(Duration::from_millis(200));
+    let died: Option<String> = loop {
+        tokio::select! {
+            _ = plane_shutdown.wait_for(|v| *v) => break None,
+            r = &mut plane_task => {
+                break Some(match r {
+                    Err(e) if e.is_panic() => "the control plane (panicked)".to_string(),
+                    _ => "the control plane".to_string(),
+                });
+            }
+            _ = check.tick() => {
+                if let Some(i) = handles.iter().position(|h| h.is_finished()) {
+                    break Some(format!("worker {i} (queue {})", s.queues[i]));
+                }
+            }
+        }
+    };
+    if let Some(what) = died {
+        tracing::error!(%what, "stopped unexpectedly; shutting down");
+        if let Ok(mut g) = xdp.lock() {
+            g.take();
+        }
+        for sh in &shared {
+            sh.stop();
+        }
+        let _ = plane_stop_tx.send(true);
+        for h in handles {
+            let _ = h.join();
+        }
+        if !plane_task.is_finished() {
+            let _ = plane_task.await;
+        }
+        store.close().await;
+        return Err(DaemonError::Died(what));
+    }
     tracing::info!("shutting down: detaching XDP, flushing leases");
 
     // 1. Detach: DHCP frames go back to the kernel from now on.

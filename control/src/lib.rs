@@ -9,6 +9,7 @@
 //! program loader is crate `irondhcp-xdp-loader`.
 
 pub mod alloc;
+pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

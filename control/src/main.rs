@@ -98,11 +98,17 @@ fn keep_control_off_worker_cores(worker_cores: &[usize], control_cores: &[usize]
     }
 }
 
+/// Waits for SIGTERM, SIGINT or SIGHUP. Each stops the daemon cleanly (XDP
+/// detached, write-behind flushed): SIGHUP's default action would kill the
+/// process without a flush, and reloading the configuration in place is not
+/// built yet, so a service manager's reload becomes a clean stop (restart
+/// it to pick up the new file).
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         // Without signal handlers the daemon can still be stopped by kill -9;
         // never return, so it keeps serving.
@@ -111,5 +117,6 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
+        _ = hup.recv() => tracing::info!("SIGHUP: stopping cleanly (reload is not supported; restart to apply a new configuration)"),
     }
 }

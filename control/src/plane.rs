@@ -33,7 +33,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
-use crate::store::{LeaseStore, LeaseWrite};
+use crate::clock::ReclaimClock;
+use crate::store::{LeaseStore, LeaseWrite, WriteOutcome};
 
 /// Most messages handled per batch (bounds the time between commits).
 const MAX_BATCH: usize = 2048;
@@ -107,12 +108,13 @@ struct CommitJob {
     writes: Vec<LeaseWrite>,
 }
 
-/// The committer's answer: per grant whether it was applied, or a failure
-/// (then the write-behind comes back to be retried).
+/// The committer's answer: per write what became of it, or a failure
+/// (`outcomes` is `None`; the write-behind comes back to be retried).
 struct CommitDone {
     grants: Vec<PendingGrant>,
-    applied: Option<Vec<bool>>,
-    retry: Vec<LeaseWrite>,
+    writes: Vec<LeaseWrite>,
+    /// Grants' outcomes first, then the writes'.
+    outcomes: Option<Vec<WriteOutcome>>,
 }
 
 /// Commits jobs, merging every job queued behind the one in flight.
@@ -129,23 +131,17 @@ async fn committer<S: LeaseStore>(
         let n = job.grants.len();
         let mut all: Vec<LeaseWrite> = job.grants.iter().map(|g| g.grant.clone()).collect();
         all.extend(job.writes.iter().cloned());
-        let result = match store.apply(&all, unix_now()).await {
-            Ok(mut applied) => {
-                applied.truncate(n);
-                CommitDone {
-                    grants: job.grants,
-                    applied: Some(applied),
-                    retry: Vec::new(),
-                }
-            }
+        let outcomes = match store.apply(&all, unix_now()).await {
+            Ok(out) => Some(out),
             Err(e) => {
                 tracing::error!(error = %e, grants = n, writes = job.writes.len(), "lease store commit failed");
-                CommitDone {
-                    grants: job.grants,
-                    applied: None,
-                    retry: job.writes,
-                }
+                None
             }
+        };
+        let result = CommitDone {
+            grants: job.grants,
+            writes: job.writes,
+            outcomes,
         };
         if done.send(result).await.is_err() {
             break;
@@ -162,6 +158,8 @@ pub struct Plane<S: LeaseStore> {
     pub workers: Vec<Arc<WorkerShared>>,
     pub write_behind: Duration,
     pub reclaim_every: Duration,
+    /// Reclaim's time: never jumps forward with the wall clock.
+    clock: ReclaimClock,
     /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
     /// Workers with replies queued since their doorbell last rang: one
@@ -187,6 +185,7 @@ impl<S: LeaseStore> Plane<S> {
             workers,
             write_behind,
             reclaim_every,
+            clock: ReclaimClock::start(),
             pending: Vec::new(),
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
@@ -220,12 +219,40 @@ impl<S: LeaseStore> Plane<S> {
         reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_BATCH);
         loop {
+            // Biased, in this order: stop, commits done, management queries
+            // and the timers come before the packet backlog. Those branches
+            // are ready only now and then, so serving them first costs a
+            // flood nothing, while a backlog that is always ready (`more`)
+            // listed first would starve persistence, reclaim and
+            // `irondhcp-ctl` (docs/decisions.md, a control plane that never
+            // starves).
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 Some(d) = done_rx.recv() => {
                     self.committed(d);
                     self.ring_doorbells();
+                }
+                Some(q) = queries.recv() => self.answer(q),
+                _ = flush.tick() => {
+                    // Workers ring for write-behind only once it backs up;
+                    // whatever is queued below that is collected here.
+                    while let Ok(e) = input.events.try_recv() {
+                        self.event(e);
+                    }
+                    if !self.pending.is_empty() {
+                        let writes = std::mem::take(&mut self.pending);
+                        if job_tx.send(CommitJob { grants: Vec::new(), writes }).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                _ = reclaim.tick() => {
+                    let w = self.alloc.reclaim(self.clock.now(), RECLAIM_PER_PASS);
+                    if !w.is_empty() {
+                        tracing::debug!(count = w.len(), "reclaimed expired addresses");
+                        self.pending.extend(w);
+                    }
                 }
                 r = bell.readable(), if !more => {
                     if let Ok(mut guard) = r {
@@ -243,27 +270,6 @@ impl<S: LeaseStore> Plane<S> {
                     more = input.drain(&mut batch, MAX_BATCH);
                     if let Err(()) = self.dispatch(&mut batch, &job_tx).await {
                         break;
-                    }
-                }
-                Some(q) = queries.recv() => self.answer(q),
-                _ = flush.tick() => {
-                    // Workers ring for write-behind only once it backs up;
-                    // whatever is queued below that is collected here.
-                    while let Ok(e) = input.events.try_recv() {
-                        self.event(e);
-                    }
-                    if !self.pending.is_empty() {
-                        let writes = std::mem::take(&mut self.pending);
-                        if job_tx.send(CommitJob { grants: Vec::new(), writes }).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                _ = reclaim.tick() => {
-                    let w = self.alloc.reclaim(unix_now(), RECLAIM_PER_PASS);
-                    if !w.is_empty() {
-                        tracing::debug!(count = w.len(), "reclaimed expired addresses");
-                        self.pending.extend(w);
                     }
                 }
             }
@@ -293,7 +299,15 @@ impl<S: LeaseStore> Plane<S> {
                 break;
             }
             match self.store.apply(&self.pending, unix_now()).await {
-                Ok(_) => self.pending.clear(),
+                Ok(out) => {
+                    for w in out
+                        .iter()
+                        .zip(std::mem::take(&mut self.pending))
+                        .filter_map(|(o, w)| o.map(|_| w))
+                    {
+                        self.alloc.persisted(&w);
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(attempt, pending = self.pending.len(), error = %e, "write-behind flush failed at shutdown; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -312,6 +326,7 @@ impl<S: LeaseStore> Plane<S> {
         jobs: &mpsc::Sender<CommitJob>,
     ) -> Result<(), ()> {
         let grants = self.process(batch);
+        self.pending.extend(self.alloc.take_side_writes());
         self.ring_doorbells();
         if !grants.is_empty() {
             let writes = std::mem::take(&mut self.pending);
@@ -400,8 +415,13 @@ impl<S: LeaseStore> Plane<S> {
                             let d = self.alloc.discover(req.subnet, key, hw, req.requested, now);
                             self.reply(req.worker, d, req.frame);
                         }
-                        AllocKind::Request => {
-                            match self.alloc.request(req.subnet, key, hw, req.requested, now) {
+                        AllocKind::Request | AllocKind::Renew => {
+                            let outcome = if req.kind == AllocKind::Request {
+                                self.alloc.request(req.subnet, key, hw, req.requested, now)
+                            } else {
+                                self.alloc.renew(req.subnet, key, hw, req.requested, now)
+                            };
+                            match outcome {
                                 RequestOutcome::Commit(grant) => grants.push(PendingGrant {
                                     worker: req.worker,
                                     frame: req.frame,
@@ -423,17 +443,29 @@ impl<S: LeaseStore> Plane<S> {
     /// The committer's report: ACK (or roll back) each grant, requeue
     /// write-behind that failed.
     fn committed(&mut self, d: CommitDone) {
-        match &d.applied {
-            Some(_) => self.stats.commits += 1,
-            None => self.stats.store_errors += 1,
+        let n = d.grants.len();
+        match &d.outcomes {
+            Some(out) => {
+                self.stats.commits += 1;
+                // Persisted extensions raise the durable expiry the fast
+                // path's promise bound follows.
+                for (w, o) in d.writes.iter().zip(out.iter().skip(n)) {
+                    if o.is_some() {
+                        self.alloc.persisted(w);
+                    }
+                }
+            }
+            None => {
+                self.stats.store_errors += 1;
+                self.pending.extend(d.writes);
+            }
         }
-        self.pending.extend(d.retry);
         for (i, g) in d.grants.into_iter().enumerate() {
-            let (ok, applied) = match &d.applied {
-                Some(a) => (true, a.get(i).copied().unwrap_or(false)),
-                None => (false, false),
+            let (ok, version) = match &d.outcomes {
+                Some(out) => (true, out.get(i).copied().flatten()),
+                None => (false, None),
             };
-            let decision = self.alloc.committed(&g.grant, ok, applied);
+            let decision = self.alloc.committed(&g.grant, ok, version);
             self.reply(g.worker, decision, g.frame);
         }
     }
@@ -466,7 +498,11 @@ mod tests {
         ) -> Result<u64, StoreError> {
             Ok(0)
         }
-        async fn apply(&self, writes: &[LeaseWrite], _now: u64) -> Result<Vec<bool>, StoreError> {
+        async fn apply(
+            &self,
+            writes: &[LeaseWrite],
+            _now: u64,
+        ) -> Result<Vec<WriteOutcome>, StoreError> {
             if *self.down.lock().unwrap() {
                 *self.failures.lock().unwrap() += 1;
                 return Err(StoreError::BadRow("store is down".into()));
@@ -475,8 +511,9 @@ mod tests {
                 .lock()
                 .unwrap()
                 .extend(writes.iter().cloned());
-            Ok(vec![true; writes.len()])
+            Ok(vec![Some(1); writes.len()])
         }
+        async fn close(&self) {}
     }
 
     fn plane(
@@ -490,7 +527,7 @@ mod tests {
         let timers = Timers {
             offer_lifetime: 30,
             decline_probation: 60,
-            reclaim_margin: 61,
+            grace: 61,
             write_threshold: 0,
         };
         let alloc = Allocator::new(v.subnets.clone(), map, timers);

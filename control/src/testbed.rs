@@ -346,13 +346,18 @@ domain_name = "testbed.example"
 
     /// SIGTERM and wait (graceful stop). Returns the exit status.
     pub fn stop_daemon(&mut self) -> io::Result<std::process::ExitStatus> {
+        self.signal_daemon(libc::SIGTERM)
+    }
+
+    /// Sends `signal` and waits for the daemon to exit (20 s at most).
+    pub fn signal_daemon(&mut self, signal: i32) -> io::Result<std::process::ExitStatus> {
         let mut child = self
             .daemon
             .take()
             .ok_or_else(|| io::Error::other("no daemon running"))?;
         // `ip netns exec` execs the program, so the child pid is irondhcp.
         // SAFETY: plain kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as i32, signal) };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(st) = child.try_wait()? {
@@ -360,9 +365,9 @@ domain_name = "testbed.example"
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                return Err(io::Error::other(
-                    "irondhcp did not stop within 20 s of SIGTERM",
-                ));
+                return Err(io::Error::other(format!(
+                    "irondhcp did not stop within 20 s of signal {signal}"
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -129,10 +129,13 @@ pub fn key_hash(subnet_id: u32, key: &[u8]) -> u64 {
 pub enum AllocKind {
     /// DISCOVER from a client without a lease: choose and offer an address.
     Discover,
-    /// REQUEST that must be committed before the ACK: SELECTING (our server
-    /// id) or a RENEWING/REBINDING/INIT-REBOOT client whose lease the map
-    /// does not know, asking for `requested`.
+    /// SELECTING REQUEST (our server id): commit the offered (or any
+    /// available) `requested` address before the ACK.
     Request,
+    /// RENEWING/REBINDING/INIT-REBOOT: the client claims it holds
+    /// `requested`. The control plane may only extend a lease that is the
+    /// client's (durably, before the ACK); it never creates one.
+    Renew,
 }
 
 /// A request the fast path hands to the control plane.

@@ -127,6 +127,9 @@ pub struct SubnetView {
     pub lease_time: u32,
     pub renew_time: u32,
     pub rebind_time: u32,
+    /// Maximum client lead time: how far past the durable expiry the fast
+    /// path may promise (the promise bound, docs/decisions.md).
+    pub mclt: u32,
     /// Subnet mask, routers, DNS, domain name and any custom options.
     pub options: EncodedOptions,
 }
@@ -214,6 +217,7 @@ mod tests {
             lease_time: 3600,
             renew_time: 1800,
             rebind_time: 3150,
+            mclt: 1800,
             options: EncodedOptions::default(),
         };
         assert_eq!(s.mask(), 0xffff_0000);

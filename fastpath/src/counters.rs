@@ -32,10 +32,14 @@ pub enum DropReason {
     TxFull,
     /// The reply would not fit the output buffer.
     ReplyTooLarge,
+    /// A RELEASE or DECLINE that did not come from the lease's client as far
+    /// as the server can tell (Ethernet source is not chaddr and, for a
+    /// routed unicast, IP source is not the address).
+    NotFromClient,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::BadFrame,
         DropReason::BadDhcp,
@@ -47,6 +51,7 @@ impl DropReason {
         DropReason::EventBusy,
         DropReason::TxFull,
         DropReason::ReplyTooLarge,
+        DropReason::NotFromClient,
     ];
 
     /// The name used in metrics and `irondhcp-ctl stats`.
@@ -62,6 +67,7 @@ impl DropReason {
             DropReason::EventBusy => "event_busy",
             DropReason::TxFull => "tx_full",
             DropReason::ReplyTooLarge => "reply_too_large",
+            DropReason::NotFromClient => "not_from_client",
         }
     }
 }

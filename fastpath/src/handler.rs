@@ -14,6 +14,17 @@
 //! (decision 3), so a client asking for it again goes to the control plane,
 //! which may re-grant it; the handler never resurrects one by itself.
 //!
+//! A renewal from memory never promises more than the durable expiry the
+//! map records plus the subnet's MCLT ([`promise`]; the lease-safety
+//! invariant in docs/decisions.md): whatever a crash or a store outage
+//! loses of the write-behind, the reclaimer waits past every promise made.
+//! When the bound leaves less than half a lease, the request goes to the
+//! control plane as [`AllocKind::Renew`], which commits the extension
+//! before the ACK. A renewal for an address the map does not hold goes
+//! there too, and the control plane only ever extends an existing lease
+//! for it. `authoritative = false` turns every NAK for an address the
+//! server does not know into silence.
+//!
 //! Subnet selection, first match wins: the relay's link-selection
 //! sub-option (RFC 3527), option 118 (RFC 3011), giaddr, and finally the
 //! subnet of the receiving interface. A unicast RENEWING request and an
@@ -191,19 +202,16 @@ fn select_subnet<'c>(
 }
 
 /// Lease time and T1/T2 for a lease of `lease` seconds: the subnet's T1/T2
-/// when they fit inside the lease, else the RFC 2131 §4.4.5 defaults
-/// (0.5 and 0.875 of the lease).
+/// when both fit inside the lease, else the RFC 2131 §4.4.5 defaults (0.5
+/// and 0.875 of the lease), so a lease shortened by the promise bound still
+/// has T1 < T2 < lease.
 fn lease_times(s: &SubnetView, lease: u32) -> LeaseTimes {
-    let renew = if s.renew_time > 0 && s.renew_time < lease {
-        s.renew_time
-    } else {
-        lease / 2
-    };
-    let rebind = if s.rebind_time > renew && s.rebind_time < lease {
-        s.rebind_time
-    } else {
-        (lease - lease / 8).max(renew)
-    };
+    let (renew, rebind) =
+        if s.renew_time > 0 && s.renew_time < s.rebind_time && s.rebind_time < lease {
+            (s.renew_time, s.rebind_time)
+        } else {
+            (lease / 2, lease - lease / 8)
+        };
     LeaseTimes {
         lease,
         renew,
@@ -266,7 +274,7 @@ fn reply(
 /// What the lease map says about an address a client asks for.
 enum Known {
     /// Leased to this client and not expired: answer from memory.
-    Valid,
+    Valid(LeaseView),
     /// Leased to this client but past its expiry.
     Expired,
     /// Leased to another client, or quarantined after a DECLINE.
@@ -275,6 +283,17 @@ enum Known {
     Unknown,
     /// The slot stayed busy for a whole bounded read.
     Busy,
+}
+
+/// The lease time a renewal answered from memory may promise (the promise
+/// bound of docs/decisions.md): `min(lease, durable + mclt - now)`, or `None`
+/// when that is under half a lease and the request must take the durable
+/// path.
+#[inline]
+pub fn promise(lease: u32, mclt: u32, durable: u64, now: u64) -> Option<u32> {
+    let room = durable.saturating_add(u64::from(mclt)).saturating_sub(now);
+    let secs = u32::try_from(room.min(u64::from(lease))).unwrap_or(lease);
+    (secs > 0 && secs >= lease / 2).then_some(secs)
 }
 
 /// Whether `v` is a lease of `key_hash`, valid or expired but still held.
@@ -320,15 +339,22 @@ impl Request<'_, '_> {
         })
     }
 
-    /// ACKs `addr` from the map and extends the lease by a full lease time.
-    fn ack_renewal(
+    /// ACKs `addr` from the map within the promise bound: the client gets
+    /// `min(lease_time, durable + MCLT - now)`. When that would be short
+    /// (under half a lease) the request takes the durable path instead: the
+    /// control plane commits the extension, then ACKs a whole lease.
+    fn ack_from_map(
         &self,
         sel: Selected,
         addr: Ipv4Addr,
-        key_hash: u64,
+        view: LeaseView,
+        key: ClientKey,
         tx: &mut [u8],
     ) -> Result<Verdict, DropReason> {
-        let lease_secs = sel.view.lease_time;
+        let lease = sel.view.lease_time;
+        let Some(lease_secs) = promise(lease, sel.view.mclt, view.durable, self.now) else {
+            return Ok(self.control(AllocKind::Renew, sel, key, Some(addr)));
+        };
         let (len, msg_type) = self.reply(Some(sel.view), Answer::Ack { addr, lease_secs }, tx)?;
         Ok(Verdict::Reply {
             len,
@@ -336,10 +362,35 @@ impl Request<'_, '_> {
             event: Some(FastEvent::Renewed {
                 subnet: sel.index,
                 addr,
-                key_hash,
+                key_hash: view.key_hash,
                 expiry: self.now.saturating_add(u64::from(lease_secs)),
             }),
         })
+    }
+
+    /// A NAK where the server knows better, silence when it is not
+    /// authoritative (`authoritative = false` is honoured everywhere).
+    fn nak_if_authoritative(
+        &self,
+        text: &'static [u8],
+        tx: &mut [u8],
+    ) -> Result<Verdict, DropReason> {
+        if self.ctx.cfg.authoritative {
+            self.nak(text, tx)
+        } else {
+            Err(DropReason::Silent)
+        }
+    }
+
+    /// Whether a RELEASE or DECLINE for `addr` came from the lease's client
+    /// as far as the server can tell: relayed ones are trusted as the relay
+    /// is; from the receiving link the Ethernet source must be chaddr; a
+    /// routed unicast (it arrives with a router's MAC) must come from the
+    /// address itself.
+    fn sent_by_client(&self, addr: Ipv4Addr) -> bool {
+        !self.msg.giaddr.is_unspecified()
+            || self.fi.src_mac == self.msg.mac()
+            || self.fi.src_ip == addr
     }
 
     fn control(
@@ -361,7 +412,7 @@ impl Request<'_, '_> {
     /// What the map says about `addr` for the client `key_hash`.
     fn lookup(&self, addr: Ipv4Addr, key_hash: u64) -> Known {
         match self.ctx.leases.try_get(addr) {
-            Ok(Some(v)) if held_by(&v, key_hash) && v.expiry > self.now => Known::Valid,
+            Ok(Some(v)) if held_by(&v, key_hash) && v.expiry > self.now => Known::Valid(v),
             Ok(Some(v)) if held_by(&v, key_hash) => Known::Expired,
             Ok(Some(_)) => Known::Foreign,
             Ok(None) => Known::Unknown,
@@ -392,6 +443,31 @@ impl Request<'_, '_> {
 
     fn request(&self, tx: &mut [u8]) -> Result<Verdict, DropReason> {
         let o = &self.msg.opts;
+        if !self.msg.ciaddr.is_unspecified() {
+            // RENEWING (unicast) or REBINDING (broadcast). Option 54 must
+            // not be here (RFC 2131 §4.3.2), but some clients add it: ours
+            // is answered, another server's is that server's business.
+            if o.server_id.is_some_and(|s| s != self.ctx.cfg.server_ip) {
+                return Err(DropReason::NotForUs);
+            }
+            let addr = self.msg.ciaddr;
+            let sel = self.select(self.unicast_ciaddr())?;
+            if !sel.view.contains(addr) {
+                return self.nak_if_authoritative(NAK_WRONG_NETWORK, tx);
+            }
+            let key = self.client_key();
+            let key_hash = key.hash(sel.view.id);
+            return match self.lookup(addr, key_hash) {
+                Known::Valid(v) => self.ack_from_map(sel, addr, v, key, tx),
+                Known::Foreign => self.nak(NAK_NOT_YOURS, tx),
+                // Expired, or lost by the map (restart, resync): the control
+                // plane decides whether the client still holds it; it never
+                // creates a lease for a renewal.
+                Known::Expired | Known::Unknown | Known::Busy => {
+                    Ok(self.control(AllocKind::Renew, sel, key, Some(addr)))
+                }
+            };
+        }
         if let Some(server_id) = o.server_id {
             // SELECTING: the client chose an offer.
             if server_id != self.ctx.cfg.server_ip {
@@ -401,49 +477,31 @@ impl Request<'_, '_> {
             let sel = self.select(None)?;
             let key = self.client_key();
             let key_hash = key.hash(sel.view.id);
-            if sel.view.contains(addr) && matches!(self.lookup(addr, key_hash), Known::Valid) {
-                // A retransmitted REQUEST for a lease already committed.
-                return self.ack_renewal(sel, addr, key_hash, tx);
+            if sel.view.contains(addr) {
+                if let Known::Valid(v) = self.lookup(addr, key_hash) {
+                    // A retransmitted REQUEST for a lease already committed.
+                    return self.ack_from_map(sel, addr, v, key, tx);
+                }
             }
             return Ok(self.control(AllocKind::Request, sel, key, Some(addr)));
-        }
-        if !self.msg.ciaddr.is_unspecified() {
-            // RENEWING (unicast) or REBINDING (broadcast).
-            let addr = self.msg.ciaddr;
-            let sel = self.select(self.unicast_ciaddr())?;
-            if !sel.view.contains(addr) {
-                return self.nak(NAK_WRONG_NETWORK, tx);
-            }
-            let key = self.client_key();
-            let key_hash = key.hash(sel.view.id);
-            return match self.lookup(addr, key_hash) {
-                Known::Valid => self.ack_renewal(sel, addr, key_hash, tx),
-                Known::Foreign => self.nak(NAK_NOT_YOURS, tx),
-                // Expired, or lost by the map (restart, resync): the control
-                // plane decides whether the client may keep it.
-                Known::Expired | Known::Unknown | Known::Busy => {
-                    Ok(self.control(AllocKind::Request, sel, key, Some(addr)))
-                }
-            };
         }
         // INIT-REBOOT: verify a remembered address.
         let addr = o.requested_ip.ok_or(DropReason::BadDhcp)?;
         let sel = self.select(None)?;
         if !sel.view.contains(addr) {
-            return self.nak(NAK_WRONG_NETWORK, tx);
+            return self.nak_if_authoritative(NAK_WRONG_NETWORK, tx);
         }
         let key = self.client_key();
         let key_hash = key.hash(sel.view.id);
         match self.lookup(addr, key_hash) {
-            Known::Valid => self.ack_renewal(sel, addr, key_hash, tx),
+            Known::Valid(v) => self.ack_from_map(sel, addr, v, key, tx),
             Known::Foreign => self.nak(NAK_NOT_YOURS, tx),
             // A busy slot is not "unknown": never NAK a client on a read
             // that gave up.
             Known::Expired | Known::Busy => {
-                Ok(self.control(AllocKind::Request, sel, key, Some(addr)))
+                Ok(self.control(AllocKind::Renew, sel, key, Some(addr)))
             }
-            Known::Unknown if self.ctx.cfg.authoritative => self.nak(NAK_UNKNOWN, tx),
-            Known::Unknown => Err(DropReason::Silent),
+            Known::Unknown => self.nak_if_authoritative(NAK_UNKNOWN, tx),
         }
     }
 
@@ -465,6 +523,9 @@ impl Request<'_, '_> {
         }
         let sel = self.lease_subnet(addr)?;
         let key_hash = self.client_key().hash(sel.view.id);
+        if !self.sent_by_client(addr) {
+            return Err(DropReason::NotFromClient);
+        }
         match self.ctx.leases.get(addr) {
             Some(v) if held_by(&v, key_hash) => Ok(Verdict::Event(FastEvent::Released {
                 subnet: sel.index,
@@ -487,6 +548,9 @@ impl Request<'_, '_> {
         let addr = self.msg.opts.requested_ip.ok_or(DropReason::BadDhcp)?;
         let sel = self.lease_subnet(addr)?;
         let key_hash = self.client_key().hash(sel.view.id);
+        if !self.sent_by_client(addr) {
+            return Err(DropReason::NotFromClient);
+        }
         match self.ctx.leases.get(addr) {
             Some(v) if held_by(&v, key_hash) => Ok(Verdict::Event(FastEvent::Declined {
                 subnet: sel.index,

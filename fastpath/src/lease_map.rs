@@ -52,9 +52,9 @@
 //!
 //! # Memory
 //!
-//! 24 bytes per slot plus 48 bytes per bucket of four entries, with one bucket
+//! 32 bytes per slot plus 48 bytes per bucket of four entries, with one bucket
 //! per two covered addresses (two entries per address, so a bucket overflows
-//! rarely), comes to about 48 bytes per covered address, inside the 64-byte
+//! rarely), comes to about 56 bytes per covered address, inside the 64-byte
 //! budget of the design. The bucket count is not rounded up to a power of two
 //! (which could nearly double the index and break the budget); the bucket is
 //! picked from the low 32 bits of the key hash by a multiply-shift range
@@ -93,8 +93,12 @@ impl LeaseState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseView {
     pub key_hash: u64,
-    /// Seconds since the UNIX epoch.
+    /// What the client was promised (seconds since the UNIX epoch).
     pub expiry: u64,
+    /// The durable expiry `D(a)` this server knows the store holds: the
+    /// promise bound (docs/decisions.md, lease safety) allows a promise of
+    /// at most `durable + MCLT`.
+    pub durable: u64,
     pub state: LeaseState,
 }
 
@@ -131,9 +135,10 @@ struct Slot {
     state: AtomicU32,
     key_hash: AtomicU64,
     expiry: AtomicU64,
+    durable: AtomicU64,
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() <= 24);
+const _: () = assert!(std::mem::size_of::<Slot>() <= 32);
 
 /// Raw fields of a slot, as read consistently or as about to be written.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -141,12 +146,14 @@ struct Fields {
     state: u32,
     key_hash: u64,
     expiry: u64,
+    durable: u64,
 }
 
 const FREE: Fields = Fields {
     state: LeaseState::Free as u32,
     key_hash: 0,
     expiry: 0,
+    durable: 0,
 };
 
 impl Fields {
@@ -157,6 +164,7 @@ impl Fields {
             state => Some(LeaseView {
                 key_hash: self.key_hash,
                 expiry: self.expiry,
+                durable: self.durable,
                 state,
             }),
         }
@@ -175,6 +183,7 @@ impl Slot {
             state: AtomicU32::new(LeaseState::Free as u32),
             key_hash: AtomicU64::new(0),
             expiry: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
         }
     }
 
@@ -193,6 +202,7 @@ impl Slot {
                 state: self.state.load(Ordering::Relaxed),
                 key_hash: self.key_hash.load(Ordering::Relaxed),
                 expiry: self.expiry.load(Ordering::Relaxed),
+                durable: self.durable.load(Ordering::Relaxed),
             };
             // The fence keeps the field loads above from moving below the
             // re-check: if any of them saw a store of a newer writer, the
@@ -214,6 +224,7 @@ impl Slot {
             state: self.state.load(Ordering::Relaxed),
             key_hash: self.key_hash.load(Ordering::Relaxed),
             expiry: self.expiry.load(Ordering::Relaxed),
+            durable: self.durable.load(Ordering::Relaxed),
         }
     }
 
@@ -229,6 +240,7 @@ impl Slot {
         self.state.store(f.state, Ordering::Relaxed);
         self.key_hash.store(f.key_hash, Ordering::Relaxed);
         self.expiry.store(f.expiry, Ordering::Relaxed);
+        self.durable.store(f.durable, Ordering::Relaxed);
         // Release: a reader that sees this even number sees all fields.
         self.seq.store(s.wrapping_add(2), Ordering::Release);
     }
@@ -450,6 +462,7 @@ impl LeaseMap {
                 state: state as u32,
                 key_hash: lease.key_hash,
                 expiry: lease.expiry,
+                durable: lease.durable,
             },
         };
         let w = self.lock();
@@ -476,6 +489,33 @@ impl LeaseMap {
         }
         // A renewing client is worth (re)indexing if eviction dropped it.
         self.index_insert(&w, key_hash, u32::from(addr));
+        true
+    }
+
+    /// Raises the durable expiry of the lease on `addr` to `durable` if it is
+    /// Leased by `key_hash` (called once the store has committed an
+    /// extension). Like [`LeaseMap::extend`], it only moves forward, and the
+    /// promised expiry is raised with it (a durable expiry is a promise the
+    /// store keeps). Returns false when nothing matched. Writer.
+    pub fn set_durable(&self, addr: Ipv4Addr, key_hash: u64, durable: u64) -> bool {
+        let Some(slot) = self.slot(addr) else {
+            return false;
+        };
+        let w = self.lock();
+        let old = slot.read_locked(&w);
+        if old.state != LeaseState::Leased as u32 || old.key_hash != key_hash {
+            return false;
+        }
+        if durable > old.durable {
+            slot.write(
+                &w,
+                Fields {
+                    durable,
+                    expiry: old.expiry.max(durable),
+                    ..old
+                },
+            );
+        }
         true
     }
 
@@ -638,6 +678,7 @@ mod tests {
         LeaseView {
             key_hash,
             expiry,
+            durable: expiry,
             state: LeaseState::Leased,
         }
     }
@@ -647,8 +688,8 @@ mod tests {
     }
 
     #[test]
-    fn slot_is_24_bytes() {
-        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    fn slot_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
     }
 
     #[test]
@@ -719,6 +760,7 @@ mod tests {
         let declined = LeaseView {
             key_hash: 7,
             expiry: 2000,
+            durable: 2000,
             state: LeaseState::Declined,
         };
         m.set(a, declined).unwrap();
@@ -810,7 +852,11 @@ mod tests {
         let a1 = Ipv4Addr::from(first + 1);
         assert_eq!(m.find_client(key(1)), None);
         assert!(m.extend(a1, key(1), 500));
-        assert_eq!(m.find_client(key(1)), Some((a1, leased(key(1), 500))));
+        let extended = LeaseView {
+            durable: 1,
+            ..leased(key(1), 500)
+        };
+        assert_eq!(m.find_client(key(1)), Some((a1, extended)));
         let a2 = Ipv4Addr::from(first + 2);
         m.set(a2, leased(key(2), 2)).unwrap();
         assert_eq!(m.find_client(key(2)), Some((a2, leased(key(2), 2))));
@@ -841,12 +887,31 @@ mod tests {
         assert!(m.extend(a, 7, 1500), "owner, but expiry stays");
         assert_eq!(m.get(a).unwrap().expiry, 2000);
         assert!(!m.extend(a, 8, 9000), "another key");
-        assert_eq!(m.get(a), Some(leased(7, 2000)));
+        assert_eq!(
+            m.get(a),
+            Some(LeaseView {
+                durable: 1000,
+                ..leased(7, 2000)
+            }),
+            "extend moves the promise, not the durable expiry"
+        );
+        assert!(m.set_durable(a, 7, 1500));
+        assert_eq!(m.get(a).unwrap().durable, 1500);
+        assert!(m.set_durable(a, 7, 1200), "owner, but durable stays");
+        assert_eq!(m.get(a).unwrap().durable, 1500);
+        assert!(!m.set_durable(a, 8, 9000), "another key");
+        assert!(m.set_durable(a, 7, 2500));
+        assert_eq!(
+            (m.get(a).unwrap().durable, m.get(a).unwrap().expiry),
+            (2500, 2500),
+            "a durable expiry is a promise too"
+        );
         m.set(
             a,
             LeaseView {
                 key_hash: 7,
                 expiry: 3000,
+                durable: 3000,
                 state: LeaseState::Declined,
             },
         )
@@ -895,7 +960,7 @@ mod tests {
             assert!(b <= 64.0, "{n} addresses: {b} bytes per lease");
         }
         let b = per_lease(1_000_000);
-        assert!(b <= 48.5, "1M addresses: {b} bytes per lease");
+        assert!(b <= 56.5, "1M addresses: {b} bytes per lease");
     }
 
     /// Readers must only ever see one of the two states the writer writes,

@@ -301,10 +301,42 @@ impl Worker {
     }
 }
 
+/// Highest core number a `cpu_set_t` can name (libc's CPU_SET panics past it).
+const MAX_CORES: usize = 8 * std::mem::size_of::<libc::cpu_set_t>();
+
+fn check_cores(cores: &[usize]) -> io::Result<()> {
+    match cores.iter().find(|c| **c >= MAX_CORES) {
+        Some(c) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "core {c} is past the largest CPU number ({})",
+                MAX_CORES - 1
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The cores this process may run on (its affinity mask).
+pub fn allowed_cores() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it, and
+    // CPU_ISSET is only asked about indexes inside the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((0..MAX_CORES)
+            .filter(|c| libc::CPU_ISSET(*c, &set))
+            .collect())
+    }
+}
+
 /// Restricts the calling thread (and the threads it spawns later) to
 /// `cores`.
 pub fn pin_to_cores(cores: &[usize]) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks in libc.
+    check_cores(cores)?;
+    // SAFETY: cpu_set_t is plain data; every core was checked to fit it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
@@ -330,7 +362,8 @@ fn note_event(events: &Sender<FastEvent>, bell_pending: &mut bool) {
 
 /// Pins the calling thread to `core`.
 pub fn pin_to_core(core: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET bounds-checks in libc.
+    check_cores(&[core])?;
+    // SAFETY: cpu_set_t is plain data; the core was checked to fit it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);

@@ -165,7 +165,7 @@ fn gi(mut m: v4::Message, giaddr: Ipv4Addr) -> v4::Message {
 fn fixtures() -> Vec<Case> {
     let hw = hw_key(LOCAL.0);
     let hw_relayed = hw_key(RELAYED.0);
-    let valid = leased(hw, NOW + 1000);
+    let valid = leased(hw, NOW + 1800);
     let discover = || msg(T::Discover);
     let request = || msg(T::Request);
     let selecting = |sid| {
@@ -235,7 +235,7 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast(),
             control(AllocKind::Discover, 0, None),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         // REQUEST, SELECTING
         case(
             "request selecting ours, new → control",
@@ -292,10 +292,10 @@ fn fixtures() -> Vec<Case> {
         )
         .lease(A, valid),
         case(
-            "init-reboot, own lease expired → control",
+            "init-reboot, own lease expired → control (renew only)",
             init_reboot(A),
             Path::broadcast(),
-            control(AllocKind::Request, 0, Some(A)),
+            control(AllocKind::Renew, 0, Some(A)),
         )
         .lease(A, leased(hw, NOW - 1)),
         case(
@@ -304,7 +304,7 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast(),
             nak(TO_BROADCAST),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         case(
             "init-reboot, declined address → NAK",
             init_reboot(A),
@@ -326,10 +326,16 @@ fn fixtures() -> Vec<Case> {
         )
         .not_authoritative(),
         case(
-            "init-reboot, wrong network → NAK even when not authoritative",
+            "init-reboot, wrong network, authoritative → NAK",
             init_reboot(OUTSIDE),
             Path::broadcast(),
             nak(TO_BROADCAST),
+        ),
+        case(
+            "init-reboot, wrong network, not authoritative → silent",
+            init_reboot(OUTSIDE),
+            Path::broadcast(),
+            Expect::Drop(DropReason::Silent),
         )
         .not_authoritative(),
         case(
@@ -355,20 +361,61 @@ fn fixtures() -> Vec<Case> {
             Path::unicast(A, CLIENT_MAC),
             nak(TO_BROADCAST),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         case(
-            "renewing, unknown lease → control with ciaddr",
+            "renewing, unknown lease → control (renew only) with ciaddr",
             renewing(A),
             Path::unicast(A, CLIENT_MAC),
-            control(AllocKind::Request, 0, Some(A)),
+            control(AllocKind::Renew, 0, Some(A)),
         ),
         case(
-            "renewing, own lease expired → control",
+            "renewing, own lease expired → control (renew only)",
             renewing(A),
             Path::unicast(A, CLIENT_MAC),
-            control(AllocKind::Request, 0, Some(A)),
+            control(AllocKind::Renew, 0, Some(A)),
         )
         .lease(A, leased(hw, NOW - 1)),
+        // The promise bound: at most durable + MCLT (1800 s here).
+        case(
+            "renewing, bound leaves 1900 s → ACK shortened to 1900",
+            renewing(A),
+            Path::unicast(A, CLIENT_MAC),
+            reply(ACK, A, (CLIENT_MAC, A, 68), &offer_base)
+                .ciaddr(A)
+                .lease(1900)
+                .renewed(0, A, hw, 1900),
+        )
+        .lease(A, leased(hw, NOW + 100)),
+        case(
+            "renewing, bound leaves less than half a lease → control (durable renewal)",
+            renewing(A),
+            Path::unicast(A, CLIENT_MAC),
+            control(AllocKind::Renew, 0, Some(A)),
+        )
+        .lease(
+            A,
+            LeaseView {
+                durable: NOW - 100,
+                ..leased(hw, NOW + 500)
+            },
+        ),
+        case(
+            "renewing with our option 54 (a client bug) → ACK",
+            with(renewing(A), O::ServerIdentifier(SERVER_IP)),
+            Path::unicast(A, CLIENT_MAC),
+            reply(ACK, A, (CLIENT_MAC, A, 68), &offer_base)
+                .ciaddr(A)
+                .lease(3600)
+                .renewed(0, A, hw, 3600),
+        )
+        .lease(A, valid),
+        case(
+            "renewing with another server's option 54 → drop",
+            with(renewing(A), O::ServerIdentifier(OTHER_SERVER)),
+            Path::unicast(A, CLIENT_MAC),
+            Expect::Drop(DropReason::NotForUs),
+        )
+        .lease(A, valid),
         case(
             "rebinding, own lease → ACK to ciaddr",
             ci(request(), A),
@@ -385,20 +432,28 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast_from(A),
             nak(TO_BROADCAST),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         case(
-            "rebinding, unknown lease → control",
+            "rebinding, unknown lease → control (renew only)",
             ci(request(), A),
             Path::broadcast_from(A),
-            control(AllocKind::Request, 0, Some(A)),
+            control(AllocKind::Renew, 0, Some(A)),
         ),
+        case(
+            "rebinding with an address of another subnet, not authoritative → silent",
+            ci(request(), R1),
+            Path::broadcast_from(R1),
+            Expect::Drop(DropReason::Silent),
+        )
+        .lease(R1, leased(hw_relayed, NOW + 1800))
+        .not_authoritative(),
         case(
             "rebinding on the local link with an address of another subnet → NAK",
             ci(request(), R1),
             Path::broadcast_from(R1),
             nak(TO_BROADCAST),
         )
-        .lease(R1, leased(hw_relayed, NOW + 1000)),
+        .lease(R1, leased(hw_relayed, NOW + 1800)),
         case(
             "renewing through a router, subnet chosen by ciaddr → ACK via the router's MAC",
             renewing(R1),
@@ -408,7 +463,7 @@ fn fixtures() -> Vec<Case> {
                 .lease(7200)
                 .renewed(1, R1, hw_relayed, 7200),
         )
-        .lease(R1, leased(hw_relayed, NOW + 1000)),
+        .lease(R1, leased(hw_relayed, NOW + 3600)),
         // RELEASE / DECLINE
         case(
             "release own lease → event",
@@ -419,6 +474,38 @@ fn fixtures() -> Vec<Case> {
                 addr: A,
                 key_hash: hw,
             }),
+        )
+        .lease(A, valid),
+        case(
+            "release with a forged chaddr (Ethernet source is another host) → drop",
+            release(SERVER_IP, A),
+            Path {
+                src_mac: [0x02, 0x66, 0x66, 0x66, 0x66, 0x66],
+                src_ip: Ipv4Addr::new(10, 0, 0, 66),
+                ..Path::unicast(A, CLIENT_MAC)
+            },
+            Expect::Drop(DropReason::NotFromClient),
+        )
+        .lease(A, valid),
+        case(
+            "release routed by a router, IP source is the address → event",
+            release(SERVER_IP, A),
+            Path::unicast(A, ROUTER_MAC),
+            Expect::Event(FastEvent::Released {
+                subnet: 0,
+                addr: A,
+                key_hash: hw,
+            }),
+        )
+        .lease(A, valid),
+        case(
+            "decline with a forged chaddr → drop",
+            decline(A),
+            Path {
+                src_mac: [0x02, 0x66, 0x66, 0x66, 0x66, 0x66],
+                ..Path::broadcast()
+            },
+            Expect::Drop(DropReason::NotFromClient),
         )
         .lease(A, valid),
         case(
@@ -434,7 +521,7 @@ fn fixtures() -> Vec<Case> {
             Path::unicast(A, CLIENT_MAC),
             Expect::Drop(DropReason::Silent),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         case(
             "release of an unknown lease → silent",
             release(SERVER_IP, A),
@@ -458,7 +545,7 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast(),
             Expect::Drop(DropReason::Silent),
         )
-        .lease(A, leased(OTHER_KEY, NOW + 1000)),
+        .lease(A, leased(OTHER_KEY, NOW + 1800)),
         // INFORM
         case(
             "inform → ACK to ciaddr, yiaddr 0, no lease options",
@@ -485,7 +572,7 @@ fn fixtures() -> Vec<Case> {
             Path::relayed(),
             reply(OFFER, R1, TO_RELAY, &with_tail(&[6, 82])).lease(7200),
         )
-        .lease(R1, leased(hw_relayed, NOW + 1000)),
+        .lease(R1, leased(hw_relayed, NOW + 1800)),
         case(
             "link selection overrides giaddr",
             gi(
@@ -504,7 +591,7 @@ fn fixtures() -> Vec<Case> {
             Path::relayed(),
             reply(OFFER, L1, TO_RELAY, &with_tail(&[82])).lease(1800),
         )
-        .lease(L1, leased(hw_key(LINKSEL.0), NOW + 1000)),
+        .lease(L1, leased(hw_key(LINKSEL.0), NOW + 1800)),
         case(
             "link selection outside every subnet → drop",
             gi(
@@ -540,7 +627,7 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast(),
             reply(OFFER, A, TO_BROADCAST, &with_tail(&[61])).lease(3600),
         )
-        .lease(A, leased(id_key(&CLIENT_ID, LOCAL.0), NOW + 1000)),
+        .lease(A, leased(id_key(&CLIENT_ID, LOCAL.0), NOW + 1800)),
         case(
             "client id, MAC-keyed lease is not this client → control",
             with(discover(), O::ClientIdentifier(CLIENT_ID.to_vec())),
@@ -557,7 +644,7 @@ fn fixtures() -> Vec<Case> {
             Path::relayed(),
             reply(OFFER, R1, TO_RELAY, &with_tail(&[15, 61, 82])).lease(7200),
         )
-        .lease(R1, leased(id_key(&CLIENT_ID, RELAYED.0), NOW + 1000)),
+        .lease(R1, leased(id_key(&CLIENT_ID, RELAYED.0), NOW + 1800)),
         case(
             "parameter request list in client order, reserved and unconfigured skipped",
             with(discover(), prl(&[42, 15, 3, 51, 82, 6, 1, 200, 54, 42])),
@@ -830,7 +917,7 @@ fn decision_replies() {
 fn small_tx_buffers() {
     let cfg = config(true);
     let leases = lease_map();
-    leases.set(A, leased(hw_key(LOCAL.0), NOW + 1000)).unwrap();
+    leases.set(A, leased(hw_key(LOCAL.0), NOW + 1800)).unwrap();
     let counters = WorkerCounters::default();
     let ctx = HandlerCtx {
         cfg: &cfg,

@@ -78,7 +78,7 @@ proptest! {
             match op {
                 Op::Set(ai, ki, expiry, state) => {
                     let (a, key_hash) = (addrs[ai], keys[ki]);
-                    let view = LeaseView { key_hash, expiry, state };
+                    let view = LeaseView { key_hash, expiry, durable: expiry, state };
                     let r = m.set(a, view);
                     if !covered(a) {
                         prop_assert_eq!(r, Err(LeaseMapError::NotCovered(a)));

@@ -113,6 +113,7 @@ fn subnet(id: u32, network: Ipv4Addr, prefix_len: u8, lease: u32) -> SubnetView 
         lease_time: lease,
         renew_time: lease / 2,
         rebind_time: lease / 8 * 7,
+        mclt: lease / 2,
         options: opts,
     }
 }
@@ -134,6 +135,7 @@ pub fn leased(key_hash: u64, expiry: u64) -> LeaseView {
     LeaseView {
         key_hash,
         expiry,
+        durable: expiry,
         state: LeaseState::Leased,
     }
 }

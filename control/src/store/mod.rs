@@ -70,6 +70,9 @@ pub struct LeaseRecord {
     pub expiry: u64,
     pub allocated_by: String,
     pub updated_at: u64,
+    /// Bumped by every grant and state change of the row; the guard of the
+    /// forward-only writes.
+    pub version: u32,
 }
 
 /// One change to apply.
@@ -85,18 +88,21 @@ pub enum LeaseWrite {
         hw_address: Option<[u8; 6]>,
         expiry: u64,
     },
-    /// A renewal answered from memory (write-behind). Expiry only grows.
+    /// A renewal answered from memory (write-behind): `expiry = max(expiry,
+    /// new)` on the client's live lease of row version `version` only.
     Extend {
         subnet_id: u32,
         address: Ipv4Addr,
         client_key: Vec<u8>,
         expiry: u64,
+        version: u32,
     },
-    /// The client released the address.
+    /// The client released the address (row version `version` only).
     Release {
         subnet_id: u32,
         address: Ipv4Addr,
         client_key: Vec<u8>,
+        version: u32,
     },
     /// The client declined the address: quarantined until `until`.
     Decline {
@@ -104,13 +110,123 @@ pub enum LeaseWrite {
         address: Ipv4Addr,
         client_key: Vec<u8>,
         until: u64,
+        version: u32,
     },
     /// The lease ran out and its address was reclaimed.
     Expire {
         subnet_id: u32,
         address: Ipv4Addr,
         client_key: Vec<u8>,
+        version: u32,
     },
+}
+
+/// What became of one write: `None` when it did not take effect (a refused
+/// grant, a write whose row moved on to another version or owner), else the
+/// row's version after it.
+pub type WriteOutcome = Option<u32>;
+
+/// One coalesced extension: the latest expiry asked for a lease version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendRow<'a> {
+    pub subnet_id: u32,
+    pub address: Ipv4Addr,
+    pub client_key: &'a [u8],
+    pub version: u32,
+    pub expiry: u64,
+}
+
+/// The batch rules every backend follows, decided here once so backends
+/// only translate them to SQL.
+///
+/// Order within the one transaction of a batch: extensions (coalesced),
+/// then releases, declines and expiries in the order given, then grants, so
+/// a grant can take over an address released or expired in the same batch.
+/// Every write but a grant is guarded by owner and row version, and an
+/// extension only moves the expiry forward, so a write retried after the
+/// row moved on (a newer grant) does nothing.
+pub mod batch {
+    use super::{ExtendRow, LeaseWrite};
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+
+    /// Several renewals of one lease become one row with the latest expiry.
+    pub fn coalesce_extends(writes: &[LeaseWrite]) -> Vec<ExtendRow<'_>> {
+        let mut latest: HashMap<(u32, Ipv4Addr, &[u8], u32), u64> = HashMap::new();
+        for w in writes {
+            if let LeaseWrite::Extend {
+                subnet_id,
+                address,
+                client_key,
+                expiry,
+                version,
+            } = w
+            {
+                let e = latest
+                    .entry((*subnet_id, *address, client_key.as_slice(), *version))
+                    .or_insert(0);
+                *e = (*e).max(*expiry);
+            }
+        }
+        let mut rows: Vec<ExtendRow<'_>> = latest
+            .into_iter()
+            .map(
+                |((subnet_id, address, client_key, version), expiry)| ExtendRow {
+                    subnet_id,
+                    address,
+                    client_key,
+                    version,
+                    expiry,
+                },
+            )
+            .collect();
+        // A stable order keeps row locks in one order across servers.
+        rows.sort_unstable_by_key(|r| (r.subnet_id, r.address));
+        rows
+    }
+
+    /// Indexes of the grants, in the order given.
+    pub fn grants(writes: &[LeaseWrite]) -> Vec<usize> {
+        (0..writes.len())
+            .filter(|&i| matches!(writes[i], LeaseWrite::Grant { .. }))
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn ext(addr: u8, version: u32, expiry: u64) -> LeaseWrite {
+            LeaseWrite::Extend {
+                subnet_id: 1,
+                address: Ipv4Addr::new(10, 0, 0, addr),
+                client_key: b"k".to_vec(),
+                expiry,
+                version,
+            }
+        }
+
+        #[test]
+        fn extends_coalesce_per_lease_version_to_the_latest_expiry() {
+            let w = vec![
+                ext(5, 1, 100),
+                ext(5, 1, 300),
+                ext(5, 1, 200),
+                ext(4, 1, 50),
+                ext(5, 2, 10),
+            ];
+            let rows = coalesce_extends(&w);
+            let got: Vec<(u8, u32, u64)> = rows
+                .iter()
+                .map(|r| (r.address.octets()[3], r.version, r.expiry))
+                .collect();
+            assert_eq!(got.len(), 3);
+            assert!(got.contains(&(5, 1, 300)));
+            assert!(got.contains(&(5, 2, 10)));
+            assert!(got.contains(&(4, 1, 50)));
+            assert_eq!(rows[0].address, Ipv4Addr::new(10, 0, 0, 4), "sorted");
+        }
+    }
 }
 
 /// What the control plane needs from a database.
@@ -134,12 +250,14 @@ pub trait LeaseStore: Send + Sync + 'static {
         }
     }
 
-    /// Applies `writes` in one transaction; `applied[i]` says whether write
-    /// `i` took effect (a refused Grant, or an Extend of a lease that is no
-    /// longer the client's, did not). All or nothing on error.
+    /// Applies `writes` in one transaction, following [`batch`]'s rules;
+    /// `out[i]` says what became of write `i`. All or nothing on error.
     fn apply(
         &self,
         writes: &[LeaseWrite],
         now: u64,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<WriteOutcome>, StoreError>> + Send;
+
+    /// Closes the store (flushes what the backend buffers).
+    fn close(&self) -> impl Future<Output = ()> + Send;
 }

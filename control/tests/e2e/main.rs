@@ -8,8 +8,10 @@
 //! assumed after a fixed sleep.
 
 mod clients;
+mod lease_safety;
 mod malformed;
 mod perfdhcp;
+mod rawclient;
 mod relay;
 mod restart;
 

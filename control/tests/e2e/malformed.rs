@@ -12,39 +12,9 @@ use crate::{events, started, stat, udhcpc_script, LONG};
 
 const FRAMES: usize = 20_000;
 
-fn csum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Ethernet + IPv4 + UDP 68→67 around `payload`, lengths consistent.
+/// Ethernet + IPv4 + UDP 68→67 broadcast around `payload`.
 fn frame(payload: &[u8], src_mac: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(42 + payload.len());
-    f.extend_from_slice(&[0xff; 6]);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = (20 + 8 + payload.len()) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 17;
-    ip[16..20].copy_from_slice(&Ipv4Addr::BROADCAST.octets());
-    let c = csum(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&68u16.to_be_bytes());
-    f.extend_from_slice(&67u16.to_be_bytes());
-    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    f
+    crate::rawclient::frame(payload, &crate::rawclient::Path::broadcast(src_mac))
 }
 
 struct XorShift(u64);

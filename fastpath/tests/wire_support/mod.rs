@@ -49,6 +49,7 @@ pub fn subnet(id: u32, third: u8, lease: u32) -> SubnetView {
         lease_time: lease,
         renew_time: lease / 2,
         rebind_time: lease / 8 * 7,
+        mclt: lease / 2,
         options: o,
     }
 }
@@ -90,6 +91,7 @@ pub fn leased(key_hash: u64, expiry: u64) -> LeaseView {
     LeaseView {
         key_hash,
         expiry,
+        durable: expiry,
         state: LeaseState::Leased,
     }
 }
@@ -98,6 +100,7 @@ pub fn declined(key_hash: u64) -> LeaseView {
     LeaseView {
         key_hash,
         expiry: NOW + 86_400,
+        durable: NOW + 86_400,
         state: LeaseState::Declined,
     }
 }

@@ -7,10 +7,12 @@
 //! * `cargo xtask demo` — builds everything and runs the demo testbed.
 //! * `cargo xtask test` — builds the XDP program and runs the whole suite.
 //!
-//! Other commands: `setup`, `build-ebpf`, `build`, `lint`, and `bench`
-//! (irondhcp and Kea side by side, written into docs/benchmarks.md).
+//! Other commands: `setup`, `build-ebpf`, `build`, `lint`, `bench`
+//! (irondhcp and Kea side by side, written into docs/benchmarks.md) and
+//! `fuzz` (the cargo-fuzz targets, bounded).
 
 mod build_ebpf;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,9 +55,10 @@ fn main() -> Result<()> {
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("lint") => lint(&root),
+        Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings"
+                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
             );
             bail!("no command given")
         }
@@ -155,7 +158,7 @@ fn setup() -> Result<()> {
                 .env("LLVM_PREFIX", "/usr/lib/llvm-22"),
         )?;
     }
-    Ok(())
+    fuzz::install_cargo_fuzz()
 }
 
 fn cargo() -> Command {

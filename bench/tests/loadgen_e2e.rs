@@ -111,7 +111,13 @@ fn dora_over_xdp_at_500_per_second() {
     assert_eq!(r["scenario"], "dora");
     assert_eq!(r["io"], "xdp");
     assert_eq!(f(&r, "/rate"), 500.0);
-    assert_eq!(f(&r, "/duration_s"), 2.0);
+    // The send phase as measured: 1,000 exchanges at 500/s last 2 s.
+    assert_eq!(f(&r, "/nominal_duration_s"), 2.0);
+    let d = f(&r, "/duration_s");
+    assert!((1.98..=2.02).contains(&d), "send phase {d} s");
+    let achieved = f(&r, "/achieved_rate");
+    assert!((490.0..=510.0).contains(&achieved), "achieved {achieved}/s");
+    assert_eq!(r["generator_bound"], false);
     all_answered(&r, &["DISCOVER-OFFER", "REQUEST-ACK"]);
     assert_eq!(u(&r, "/exchanges/DISCOVER-OFFER/sent"), 1000);
     let dps = f(&r, "/dora_per_s");

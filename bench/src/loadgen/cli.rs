@@ -122,6 +122,11 @@ pub struct Args {
     /// Do not answer ARP requests for the simulated clients' addresses.
     #[arg(long)]
     pub no_arp: bool,
+    /// PID of the server under test (on this host): report its CPU time
+    /// (user + system, all threads, from /proc/PID/stat) over the send
+    /// phase and per completed exchange.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes).
@@ -289,8 +294,11 @@ mod tests {
             "--server-mac",
             "0e:00:00:00:00:01",
             "--json",
+            "--server-pid",
+            "4242",
         ])
         .unwrap();
+        assert_eq!(a.server_pid, Some(4242));
         assert_eq!(a.cores, vec![0, 1]);
         assert_eq!(a.duration_s(), None);
         assert_eq!(a.planned_exchanges(), 100);
@@ -317,6 +325,7 @@ mod tests {
             &["--server-mac", "zz:00:00:00:00:00"],
             &["--scenario", "fly"],
             &["--client-offset", "4294967290", "--count", "100"],
+            &["--server-pid", "-1"],
         ] {
             assert!(args(bad).is_err(), "{bad:?} accepted");
         }

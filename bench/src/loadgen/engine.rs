@@ -28,6 +28,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::addrtable::{AckOutcome, AddrTable};
+use super::cpu::CpuProbe;
 use super::frame::{self, client_mac, mac_index, FrameSpec, Template, BROADCAST_IP, BROADCAST_MAC};
 use super::io::Io;
 use super::pacer::Pacer;
@@ -87,6 +88,11 @@ pub struct Shared {
     pub start_ns: AtomicU64,
     /// Threads that finished the timed phase.
     pub finished: AtomicUsize,
+    /// Threads whose timed send phase is over (the last one closes the
+    /// CPU window).
+    pub sending_done: AtomicUsize,
+    /// CPU time of the server under test (`--server-pid`).
+    pub server_cpu: Option<CpuProbe>,
 }
 
 impl Shared {
@@ -135,6 +141,9 @@ pub struct ThreadResult {
     pub ended_early: bool,
     /// New clients used.
     pub fresh_used: u64,
+    /// Replies this thread's socket dropped during the timed phase (None:
+    /// the socket type does not say).
+    pub rx_dropped: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -320,21 +329,29 @@ impl<I: Io> Engine<I> {
         // Start together: the last thread to arrive sets the start time;
         // everyone keeps forwarding replies while waiting.
         if shared.ready.fetch_add(1, Ordering::AcqRel) + 1 == threads {
-            shared
-                .start_ns
-                .store(shared.now_ns() + 1_000_000, Ordering::Release);
+            let now = shared.now_ns();
+            if let Some(p) = &shared.server_cpu {
+                p.mark_start(now);
+            }
+            shared.start_ns.store(now + 1_000_000, Ordering::Release);
         }
         let start = self.service_until(|| {
             let s = shared.start_ns.load(Ordering::Acquire);
             (s != 0).then_some(s)
         });
         self.core.stats = Stats::default();
+        let rx_dropped_before = self.io.rx_dropped();
         shared.progress[me].phase.store(1, Ordering::Relaxed);
         let (send_end_ns, ended_early) = self.phase(false, start);
         shared.progress[me].phase.store(2, Ordering::Relaxed);
         shared.finished.fetch_add(1, Ordering::AcqRel);
         self.service_until(|| (shared.finished.load(Ordering::Acquire) == threads).then_some(()));
+        let rx_dropped = match (rx_dropped_before, self.io.rx_dropped()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        };
         ThreadResult {
+            rx_dropped,
             stats: std::mem::take(&mut self.core.stats),
             warm,
             bound_after_warmup: bound,
@@ -430,6 +447,13 @@ impl<I: Io> Engine<I> {
                 }
                 if pacer.done(now) {
                     send_end = Some(now);
+                    if !warm
+                        && shared.sending_done.fetch_add(1, Ordering::AcqRel) + 1 == cfg.threads
+                    {
+                        if let Some(p) = &shared.server_cpu {
+                            p.mark_end(now);
+                        }
+                    }
                 }
             }
             let sent = self.transmit(now);
@@ -885,6 +909,15 @@ impl Core {
             // the wire.
             self.stats.tx_errors += 1;
         }
+        let c = &self.clients[p.slot as usize];
+        let new_exchange = match p.what {
+            Tx::First => c.kind != ExType::RequestAck,
+            Tx::Release => true,
+            Tx::Retransmit => false,
+        };
+        if ok && new_exchange {
+            self.stats.sends.record(now);
+        }
         let (rto, drop, max_tries) = (
             self.cfg().retransmit_ns,
             self.cfg().drop_ns,
@@ -1000,6 +1033,8 @@ mod tests {
             ready: AtomicUsize::new(0),
             start_ns: AtomicU64::new(0),
             finished: AtomicUsize::new(0),
+            sending_done: AtomicUsize::new(0),
+            server_cpu: None,
         });
         let plan = ThreadPlan {
             thread: 0,
@@ -1051,6 +1086,15 @@ mod tests {
         e.transmit(1_000_020);
         let request = e.io.sent.pop().unwrap();
         assert_eq!(msg_type(&request), frame::REQUEST);
+        // The DISCOVER started an exchange; its REQUEST did not.
+        assert_eq!(
+            e.core.stats.sends,
+            crate::loadgen::stats::SendTimes {
+                count: 1,
+                first_ns: 10,
+                last_ns: 10
+            }
+        );
         assert_eq!(&request[4..8], &discover[4..8]);
         // Same xid for the REQUEST (RFC 2131).
         assert_eq!(
@@ -1079,6 +1123,8 @@ mod tests {
         e.transmit(4_000_000);
         let renew = e.io.sent.pop().unwrap();
         assert_eq!(&renew[0..6], &[0x0e, 0, 0, 0, 0, 1]);
+        assert_eq!(e.core.stats.sends.count, 2);
+        assert_eq!(e.core.stats.sends.last_ns, 4_000_000);
         assert_eq!(&renew[26..34], &[198, 18, 1, 5, 198, 18, 0, 1]);
         assert_eq!(
             &renew[frame::BOOTP_OFF + 12..frame::BOOTP_OFF + 16],
@@ -1107,6 +1153,11 @@ mod tests {
             e.io.sent[1][frame::BOOTP_OFF + 4..frame::BOOTP_OFF + 8]
         );
         assert_eq!(e.core.stats.retransmits, 1);
+        // A retransmission is not a new exchange.
+        assert_eq!(
+            (e.core.stats.sends.count, e.core.stats.sends.last_ns),
+            (1, 0)
+        );
         // The third try would be at the drop time: not sent; lost at 2 s.
         e.core.timers(2_000_000_000);
         assert!(e.core.pending.is_empty());

@@ -22,6 +22,12 @@ pub trait Io {
     fn flush(&mut self);
     /// Sleeps until a frame arrives or `timeout_ns` passes.
     fn wait(&mut self, timeout_ns: u64);
+    /// Frames addressed to this socket that it dropped so far (receive
+    /// ring full, no free buffer), if the socket type reports it: replies
+    /// the generator lost, not the server.
+    fn rx_dropped(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Waits for `fd` to become readable, with nanosecond resolution.
@@ -111,6 +117,14 @@ impl Io for XdpIo {
     fn wait(&mut self, timeout_ns: u64) {
         self.sock.reap_completions();
         wait_fd(self.sock.fd(), timeout_ns);
+    }
+
+    fn rx_dropped(&self) -> Option<u64> {
+        // No free UMEM frame (counted in rx_dropped in copy mode) and a
+        // full RX ring (rx_ring_full) are counted apart by the kernel.
+        self.sock
+            .statistics()
+            .map(|st| st.rx_dropped.saturating_add(st.rx_ring_full))
     }
 }
 

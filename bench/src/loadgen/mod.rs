@@ -8,7 +8,9 @@
 //! * [`pacer`]: open-loop rate control.
 //! * [`engine`]: the per-thread loop (client state, timers, matching).
 //! * [`addrtable`]: duplicate detection across threads.
-//! * [`stats`]: counters, HDR histograms, the JSON report and the table.
+//! * [`stats`]: counters, HDR histograms, the send phase as measured
+//!   (achieved rate, generator-bound), the JSON report and the table.
+//! * [`cpu`]: the server's CPU time from `/proc/PID/stat` (`--server-pid`).
 //! * [`io`]: AF_XDP (our `XskSocket` + XDP program) or AF_PACKET.
 //! * [`arp`]: server MAC resolution (relay) and the ARP responder for the
 //!   simulated clients' addresses.
@@ -21,6 +23,7 @@
 pub mod addrtable;
 pub mod arp;
 pub mod cli;
+pub mod cpu;
 pub mod engine;
 pub mod frame;
 pub mod io;
@@ -190,6 +193,8 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         ready: AtomicUsize::new(0),
         start_ns: AtomicU64::new(0),
         finished: AtomicUsize::new(0),
+        sending_done: AtomicUsize::new(0),
+        server_cpu: args.server_pid.map(cpu::CpuProbe::new),
     });
     let plans = plans(args, &mix, fixed_total);
 
@@ -261,7 +266,9 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let mut fresh = 0;
     let mut send_end = 0;
     let mut early = false;
+    let mut rx_dropped = Some(0u64);
     for r in &results {
+        rx_dropped = rx_dropped.zip(r.rx_dropped).map(|(a, b)| a + b);
         total.merge(&r.stats);
         warm.merge(&r.warm);
         bound += r.bound_after_warmup;
@@ -271,11 +278,11 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     }
     let start = shared.start_ns.load(Ordering::Acquire);
     let actual = send_end.saturating_sub(start) as f64 / 1e9;
-    let duration_s = match (args.duration_s(), args.count) {
-        _ if early => actual,
-        (Some(d), _) => d,
-        (None, Some(c)) => (c as f64 / args.rate).max(actual),
-        (None, None) => actual,
+    // Rates divide by the send phase as measured from the send times; this
+    // length is used only when too few exchanges went out to measure one.
+    let fallback_s = match args.duration_s() {
+        Some(d) if !early => d,
+        _ => actual,
     };
     if fixed_total > 0 && !args.quiet {
         let w = &warm.types;
@@ -311,9 +318,27 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         scenario: args.scenario.name().to_owned(),
         io: args.io.name().to_owned(),
         rate: args.rate,
+        nominal_duration_s: args.duration_s(),
         clients: fixed_total + fresh,
     };
-    Ok(total.report(head, &types, duration_s))
+    let mut report = total.report(head, &types, fallback_s);
+    report.rx_dropped = rx_dropped;
+    if let Some(probe) = &shared.server_cpu {
+        report.server_cpu = probe.result(report.exchanges_done());
+        if report.server_cpu.is_none() {
+            eprintln!(
+                "warning: could not read /proc/{}/stat at both ends of the send phase (did the server exit?)",
+                probe.pid
+            );
+        }
+    }
+    if report.generator_bound && !args.quiet {
+        eprintln!(
+            "note: generator-bound: sent {:.0}/s of the {:.0}/s offered; the figures measure this generator, not the server (try --threads, or a lower --rate)",
+            report.achieved_rate, args.rate
+        );
+    }
+    Ok(report)
 }
 
 fn spawn<I: Io + Send + 'static>(

@@ -1,14 +1,24 @@
 //! `irondhcp-benchmark`: irondhcp and ISC Kea side by side, the way ISC
 //! measures Kea with perfdhcp: for each scenario, the highest offered rate a
-//! server sustains with < 1 % loss, found by a rate search, then the
-//! latencies at that rate.
+//! server sustains with < 1 % loss, found by a rate search; and, because
+//! rates on a shared 2-core machine move from day to day, the cost that
+//! does not: the server's CPU time per answered exchange at the same
+//! offered load for every server, with the latencies at that load.
+//!
+//! Kea runs twice, without and with lease caching (`cache-threshold`
+//! 0.25); ratios are taken against the better Kea. The whole side-by-side
+//! is repeated (`--repeats`, 3 by default) and the report gives the spread
+//! of every ratio over the repeats.
 //!
 //! Every trial gets a fresh testbed (two network namespaces over veth, see
 //! `irondhcp_control::testbed`) and a fresh server with an empty lease
 //! store, so trials do not inherit each other's leases. The load comes from
-//! `irondhcp-loadgen` in the client namespace; perfdhcp runs the same search
-//! against Kea as a cross-check of the load generator. The memory of the
-//! daemon is measured with 100k and 1M leases preloaded into its store.
+//! `irondhcp-loadgen` in the client namespace, which also reads the
+//! server's CPU time (`--server-pid`); a trial in which it could not send
+//! the offered rate is generator-bound and is not counted as a pass or a
+//! failure. perfdhcp runs the same search against Kea as a cross-check of
+//! the load generator. The memory of the daemon is measured with 100k and
+//! 1M leases preloaded into its store.
 //!
 //! Run it through `cargo xtask bench`, which builds everything first. It
 //! writes the table into `docs/benchmarks.md` (between markers, keeping the
@@ -50,10 +60,27 @@ pub struct Args {
     #[arg(long)]
     pub render_only: bool,
     /// One trial only, printed as JSON, e.g. `irondhcp:renew:31000`
-    /// (server irondhcp|kea, scenario dora|renew|relay, offered rate): for
-    /// profiling a single operating point.
+    /// (server irondhcp|kea|kea-cache, scenario dora|renew|relay, offered
+    /// rate), or `perfdhcp:relay:6000` (perfdhcp against Kea, as in the
+    /// cross-check): for looking at a single operating point.
     #[arg(long)]
     pub trial: Option<String>,
+    /// How many times to run the whole side-by-side (rate searches and
+    /// equal-load points); the report gives each figure's median and the
+    /// spread (min–max) of each ratio.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Offered renewal rate at which every server's CPU time and latency
+    /// are compared.
+    #[arg(long, default_value_t = 8000.0)]
+    pub equal_renew_rate: f64,
+    /// Offered DORA rate at which every server's CPU time and latency are
+    /// compared.
+    #[arg(long, default_value_t = 4000.0)]
+    pub equal_dora_rate: f64,
+    /// Skip the perfdhcp cross-check.
+    #[arg(long)]
+    pub no_cross_check: bool,
     /// Where the workspace is (docs/ is written there).
     #[arg(long)]
     pub root: Option<PathBuf>,
@@ -102,6 +129,21 @@ fn workspace_root(args: &Args) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
 }
 
+/// How this run was asked for, as `cargo xtask bench` would be given it
+/// (the driver's own arguments, without `--root`).
+fn command_line() -> String {
+    let mut words = vec!["cargo xtask bench".to_owned()];
+    let mut argv = std::env::args().skip(1);
+    while let Some(a) = argv.next() {
+        if a == "--root" {
+            argv.next();
+        } else if !a.starts_with("--root=") {
+            words.push(a);
+        }
+    }
+    words.join(" ")
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -117,6 +159,55 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
+/// One whole side-by-side: every server's rate searches, irondhcp at the
+/// better Kea's highest rates, and every server at the equal-load points.
+fn side_by_side(bins: &Bins, args: &Args) -> Result<Value> {
+    use search::{Scenario, Server};
+    let mut run = json!({});
+    for server in Server::ALL {
+        let name = server.name();
+        eprintln!("== {name}: new leases (dora), rate search");
+        let dora = search::rate_search(bins, args, server, Scenario::Dora)?;
+        eprintln!("== {name}: renewals, rate search");
+        let renew = search::rate_search(bins, args, server, Scenario::Renew)?;
+        run[name] = json!({ "dora": dora, "renew": renew });
+    }
+    // irondhcp at the better Kea's highest sustained rate: latencies at
+    // equal offered load where Kea is at its limit.
+    for scenario in [Scenario::Renew, Scenario::Dora] {
+        let s = scenario.name();
+        let (kea, rate) = [Server::Kea, Server::KeaCache]
+            .iter()
+            .map(|k| (k.name(), run[k.name()][s]["rate"].as_f64().unwrap_or(0.0)))
+            .fold(("", 0.0), |best, x| if x.1 > best.1 { x } else { best });
+        if rate > 0.0 {
+            eprintln!("== irondhcp: {s} at {kea}'s highest rate {rate:.0}/s");
+            let v = search::trial(bins, args, Server::Irondhcp, scenario, rate)?;
+            search::log_trial("irondhcp", s, rate, &search::classify(&v));
+            run["irondhcp"][format!("{s}_at_kea_rate")] =
+                json!({ "rate": rate, "kea": kea, "report": v });
+        }
+    }
+    // Every server at the same offered load: CPU time per exchange and
+    // latencies that do not depend on where each one's ceiling fell.
+    let mut equal = json!({});
+    for (scenario, rate) in [
+        (Scenario::Renew, args.equal_renew_rate),
+        (Scenario::Dora, args.equal_dora_rate),
+    ] {
+        let s = scenario.name();
+        eprintln!("== every server: {s} at {rate:.0}/s (equal load)");
+        equal[s] = json!({ "rate": rate });
+        for server in Server::ALL {
+            let v = search::trial(bins, args, server, scenario, rate)?;
+            search::log_trial(server.name(), s, rate, &search::classify(&v));
+            equal[s][server.name()] = v;
+        }
+    }
+    run["equal_load"] = equal;
+    Ok(run)
+}
+
 fn run(args: &Args) -> Result<()> {
     if args.render_only {
         let root = workspace_root(args);
@@ -126,12 +217,28 @@ fn run(args: &Args) -> Result<()> {
         println!("{table}");
         return report::write(&root, &table, &raw);
     }
+    if let Some(rate) = args
+        .trial
+        .as_deref()
+        .and_then(|s| s.strip_prefix("perfdhcp:relay:"))
+    {
+        let rate: f64 = rate.parse().context("rate")?;
+        let (t, output) = kea::perfdhcp_trial(args, rate)?;
+        eprintln!("{output}");
+        search::log_trial("perfdhcp", "relay", rate, &t);
+        println!("{}", serde_json::to_string_pretty(&t.report)?);
+        return Ok(());
+    }
     let bins = bins()?;
     if let Some(spec) = &args.trial {
         let (server, scenario, rate) = search::parse_trial(spec)?;
         let v = search::trial(&bins, args, server, scenario, rate)?;
+        search::log_trial(server.name(), scenario.name(), rate, &search::classify(&v));
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
+    }
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
     }
     let root = workspace_root(args);
     let started = std::time::Instant::now();
@@ -140,44 +247,25 @@ fn run(args: &Args) -> Result<()> {
     let mut results = json!({
         "date": report::utc_now(),
         "machine": machine(),
-        "command": "cargo xtask bench",
+        "command": command_line(),
         "trial_secs": args.trial_secs,
+        "repeats": args.repeats,
     });
 
-    let servers: &[search::Server] = if args.memory_only {
-        &[]
-    } else {
-        &[search::Server::Irondhcp, search::Server::Kea]
-    };
-    for &server in servers {
-        let name = server.name();
-        eprintln!("== {name}: new leases (dora), rate search");
-        let dora = search::rate_search(&bins, args, server, search::Scenario::Dora)?;
-        eprintln!("== {name}: renewals, rate search");
-        let renew = search::rate_search(&bins, args, server, search::Scenario::Renew)?;
-        results[name] = json!({ "dora": dora, "renew": renew });
-    }
-
-    // Renewal latency of irondhcp at Kea's highest sustained renewal rate.
-    let kea_renew_rate = results["kea"]["renew"]["rate"].as_f64().unwrap_or(0.0);
-    if kea_renew_rate > 0.0 {
-        eprintln!("== irondhcp: renewals at Kea's rate {kea_renew_rate:.0}/s");
-        let same = search::trial(
-            &bins,
-            args,
-            search::Server::Irondhcp,
-            search::Scenario::Renew,
-            kea_renew_rate,
-        )?;
-        results["irondhcp"]["renew_at_kea_rate"] =
-            json!({ "rate": kea_renew_rate, "report": same });
-    }
-
     if !args.memory_only {
+        let mut runs = Vec::new();
+        for i in 0..args.repeats {
+            eprintln!("== side-by-side, run {} of {}", i + 1, args.repeats);
+            runs.push(side_by_side(&bins, args)?);
+        }
+        results["runs"] = Value::Array(runs);
+    }
+
+    if !args.memory_only && !args.no_cross_check {
         eprintln!("== kea: relayed DORA, load generator and perfdhcp (cross-check)");
-        results["kea"]["relay"] =
-            search::rate_search(&bins, args, search::Server::Kea, search::Scenario::Relay)?;
-        results["kea"]["perfdhcp"] = kea::perfdhcp_search(args)?;
+        let relay = search::rate_search(&bins, args, search::Server::Kea, search::Scenario::Relay)?;
+        let perfdhcp = kea::perfdhcp_search(args)?;
+        results["cross_check"] = json!({ "relay": relay, "perfdhcp": perfdhcp });
     }
 
     if !args.no_memory {

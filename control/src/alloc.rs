@@ -129,6 +129,24 @@ impl Owner {
     }
 }
 
+/// The first clear bit in `bits[from..to]`, a 64-bit word at a time.
+fn first_zero(bits: &[u64], from: usize, to: usize) -> Option<usize> {
+    let mut i = from;
+    while i < to {
+        let (w, b) = (i / 64, i % 64);
+        let mut free = !*bits.get(w)? & (u64::MAX << b);
+        let end = (to - w * 64).min(64);
+        if end < 64 {
+            free &= (1u64 << end) - 1;
+        }
+        if free != 0 {
+            return Some(w * 64 + free.trailing_zeros() as usize);
+        }
+        i = (w + 1) * 64;
+    }
+    None
+}
+
 /// Per-subnet counts for `irondhcp-ctl stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStats {
@@ -176,6 +194,16 @@ pub struct Allocator {
     /// (due, slot): when to look at an owner again (lazy: stale entries are
     /// re-pushed or dropped when popped). Seconds fit u32 until 2106.
     due: BinaryHeap<Reverse<(u32, u32)>>,
+    /// Per subnet: pool addresses (not reserved) that have an owner, kept
+    /// in step by [`Allocator::put`] so an exhausted pool answers in O(1).
+    taken: Vec<u64>,
+    /// Per subnet: pool addresses that are not reserved.
+    dynamic: Vec<u64>,
+    /// One bit per slot: set when the address has an owner or is reserved,
+    /// so finding a free address scans 64 addresses a word.
+    used_bits: Vec<u64>,
+    /// Per subnet: its pools as (first slot, number of slots).
+    pool_slots: Vec<Vec<(usize, usize)>>,
     /// Requests refused because the pool was empty.
     pub exhausted: u64,
 }
@@ -195,6 +223,35 @@ impl Allocator {
             }
         }
         let owners = vec![FREE; leases.capacity()];
+        let dynamic = subnets
+            .iter()
+            .map(|s| {
+                let reserved_in_pool = s.reservations.iter().filter(|(_, a)| s.in_pool(*a)).count();
+                s.pool_size().saturating_sub(reserved_in_pool as u64)
+            })
+            .collect();
+        let taken = vec![0; subnets.len()];
+        let mut used_bits = vec![0u64; leases.capacity().div_ceil(64)];
+        for a in &reserved_addrs {
+            if let Some(i) = leases.slot_index(*a) {
+                used_bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        let pool_slots = subnets
+            .iter()
+            .map(|s| {
+                s.pools
+                    .iter()
+                    .filter_map(|(f, l)| {
+                        let first = leases.slot_index(*f)?;
+                        let len = (u32::from(*l) - u32::from(*f)) as usize + 1;
+                        // A pool is one contiguous run of slots (the map's
+                        // ranges are the pools); check the far end too.
+                        (leases.slot_index(*l) == Some(first + len - 1)).then_some((first, len))
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             subnets,
             leases,
@@ -208,6 +265,10 @@ impl Allocator {
             reserved,
             reserved_addrs,
             due: BinaryHeap::new(),
+            taken,
+            dynamic,
+            used_bits,
+            pool_slots,
             exhausted: 0,
         }
     }
@@ -236,6 +297,46 @@ impl Allocator {
     fn owner(&self, addr: Ipv4Addr) -> Option<&Owner> {
         let o = &self.owners[self.slot(addr)? as usize];
         (o.state != OwnerState::Free).then_some(o)
+    }
+
+    /// Whether `slot` is a dynamic pool address of subnet `si` (counted in
+    /// `taken`).
+    fn counted(&self, si: u16, slot: u32) -> bool {
+        let addr = self.addr(slot);
+        self.subnets
+            .get(si as usize)
+            .is_some_and(|s| s.in_pool(addr) && !self.reserved_addrs.contains(&addr))
+    }
+
+    /// Replaces the owner of `slot`, keeping the per-pool counts in step:
+    /// every change of an owner goes through here.
+    fn put(&mut self, slot: u32, new: Owner) -> Owner {
+        let old = std::mem::replace(&mut self.owners[slot as usize], new);
+        let new = &self.owners[slot as usize];
+        let (was, is) = (old.state != OwnerState::Free, new.state != OwnerState::Free);
+        let new_subnet = new.subnet;
+        if was != is && !self.reserved_addrs.contains(&self.addr(slot)) {
+            let (w, b) = (slot as usize / 64, slot % 64);
+            if let Some(word) = self.used_bits.get_mut(w) {
+                *word ^= 1 << b;
+            }
+        }
+        if was && self.counted(old.subnet, slot) {
+            self.taken[old.subnet as usize] -= 1;
+        }
+        if is && self.counted(new_subnet, slot) {
+            self.taken[new_subnet as usize] += 1;
+        }
+        old
+    }
+
+    /// Dynamic addresses of subnet `si` that nobody holds (offers included).
+    pub fn pool_free(&self, si: u16) -> u64 {
+        let i = si as usize;
+        self.dynamic
+            .get(i)
+            .zip(self.taken.get(i))
+            .map_or(0, |(d, t)| d.saturating_sub(*t))
     }
 
     /// The slot the client (by key hash) holds, verified against its key.
@@ -314,15 +415,18 @@ impl Allocator {
             self.by_client.insert(kh, slot);
         }
         let version = self.owners[slot as usize].version;
-        self.owners[slot as usize] = Owner {
-            key: KeyBuf::new(key),
-            expiry: secs32(expiry),
-            stored: secs32(expiry),
-            version,
-            hw,
-            subnet: si,
-            state,
-        };
+        self.put(
+            slot,
+            Owner {
+                key: KeyBuf::new(key),
+                expiry: secs32(expiry),
+                stored: secs32(expiry),
+                version,
+                hw,
+                subnet: si,
+                state,
+            },
+        );
         let due = self.due_at(&self.owners[slot as usize]);
         self.due.push(Reverse((secs32(due), slot)));
     }
@@ -374,7 +478,7 @@ impl Allocator {
 
     /// Forgets the owner of `slot` and clears the lease map slot.
     fn free(&mut self, slot: u32) -> Option<Owner> {
-        let o = std::mem::replace(&mut self.owners[slot as usize], FREE);
+        let o = self.put(slot, FREE);
         if o.state == OwnerState::Free {
             return None;
         }
@@ -416,34 +520,34 @@ impl Allocator {
         }
     }
 
-    fn random_free(&mut self, si: u16, now: u64) -> Option<Ipv4Addr> {
-        let s = &self.subnets[si as usize];
-        let total = s.pool_size();
+    /// A free, unreserved address of subnet `si`: from a random point of
+    /// its pools, the first address without an owner (64 addresses a word
+    /// of the bitmap), wrapping around. Offers past their lifetime count as
+    /// owned until reclaim frees them.
+    fn random_free(&mut self, si: u16) -> Option<Ipv4Addr> {
+        let ranges = self.pool_slots.get(si as usize)?;
+        let total: usize = ranges.iter().map(|r| r.1).sum();
         if total == 0 {
             return None;
         }
-        let start = rand::thread_rng().gen_range(0..total);
-        for step in 0..total {
-            let mut n = (start + step) % total;
-            let mut cand = None;
-            for (f, l) in &s.pools {
-                let size = u64::from(u32::from(*l) - u32::from(*f)) + 1;
-                if n < size {
-                    cand = Some(Ipv4Addr::from(u32::from(*f) + n as u32));
-                    break;
-                }
-                n -= size;
-            }
-            let Some(a) = cand else { continue };
-            let taken = match self.owner(a) {
-                Some(o) => !(o.state == OwnerState::Offered && o.expiry() <= now),
-                None => false,
-            };
-            if !taken && !self.reserved_addrs.contains(&a) {
-                return Some(a);
-            }
+        let mut n = rand::thread_rng().gen_range(0..total);
+        let mut k = 0;
+        while n >= ranges[k].1 {
+            n -= ranges[k].1;
+            k += 1;
         }
-        None
+        // From the random point to the end of its pool, then every pool
+        // from the next one round to the start of the first.
+        let (first, len) = ranges[k];
+        let mut spans = vec![(first + n, first + len)];
+        for j in 1..=ranges.len() {
+            let (f, l) = ranges[(k + j) % ranges.len()];
+            spans.push((f, if j == ranges.len() { f + n } else { f + l }));
+        }
+        spans
+            .into_iter()
+            .find_map(|(from, to)| first_zero(&self.used_bits, from, to))
+            .map(|slot| self.addr(slot as u32))
     }
 
     /// DHCPDISCOVER from a client the fast path could not answer.
@@ -492,10 +596,12 @@ impl Allocator {
             .into_iter()
             .find(|a| self.available_to(si, key, hw, *a, now))
             .or_else(|| {
-                if reservation.is_some() {
-                    None // a reserved client gets its reservation or nothing
+                if reservation.is_some() || self.pool_free(si) == 0 {
+                    // A reserved client gets its reservation or nothing; an
+                    // exhausted pool answers at once, without a scan.
+                    None
                 } else {
-                    self.random_free(si, now)
+                    self.random_free(si)
                 }
             });
         let Some(addr) = chosen else {
@@ -505,6 +611,15 @@ impl Allocator {
         let Some(slot) = self.slot(addr) else {
             return AllocDecision::Ignore;
         };
+        // Offers cannot eat a pool: once three quarters of its dynamic
+        // addresses are held, an OFFER no longer reserves its address (the
+        // REQUEST then commits it if still free, under the store's UNIQUE
+        // guard, or is NAKed and the client starts over). A flood of
+        // DISCOVERs that never REQUEST leaves a quarter for real clients.
+        let floor = self.dynamic.get(si as usize).copied().unwrap_or(0) / 4;
+        if reservation.is_none() && self.pool_free(si) <= floor && self.owner(addr).is_none() {
+            return AllocDecision::Offer { addr, lease_secs };
+        }
         if self.owners[slot as usize].state == OwnerState::Offered {
             self.free(slot);
         }
@@ -633,15 +748,18 @@ impl Allocator {
         } else if current.state != OwnerState::Free && current.key.as_slice() != key {
             self.free(slot);
         }
-        self.owners[slot as usize] = Owner {
-            key: KeyBuf::new(key),
-            expiry: secs32(expiry),
-            stored: current.stored,
-            version: current.version,
-            hw,
-            subnet: si,
-            state: OwnerState::Committing,
-        };
+        self.put(
+            slot,
+            Owner {
+                key: KeyBuf::new(key),
+                expiry: secs32(expiry),
+                stored: current.stored,
+                version: current.version,
+                hw,
+                subnet: si,
+                state: OwnerState::Committing,
+            },
+        );
         self.by_client.insert(kh, slot);
         RequestOutcome::Commit(LeaseWrite::Grant {
             subnet_id: self.subnets[si as usize].id,
@@ -686,7 +804,7 @@ impl Allocator {
                 Some(p) if !ok => {
                     // The store failed: the lease stands as it was (and the
                     // client retries its renewal).
-                    self.owners[slot as usize] = p;
+                    self.put(slot, p);
                     return AllocDecision::Ignore;
                 }
                 _ => {
@@ -1366,6 +1484,77 @@ address = "10.0.0.50"
             a.remember_previous(u64::from(i) + 1, 0);
         }
         assert!(a.previous.len() <= cap, "{} > {cap}", a.previous.len());
+    }
+
+    /// Offers cannot eat a pool: a flood of DISCOVERs from clients that
+    /// never REQUEST holds at most three quarters of it, and a real client
+    /// still gets an address committed.
+    #[test]
+    fn offers_never_hold_the_whole_pool() {
+        let mut a = setup("10.0.0.100-10.0.0.139"); // 40 addresses
+        for i in 0..1_000u32 {
+            let _ = a.discover(0, &i.to_be_bytes(), None, None, 0);
+        }
+        assert_eq!(a.pool_free(0), 10, "a quarter stays unreserved");
+        let addr = offer_addr(a.discover(0, b"real", None, None, 1));
+        assert!(matches!(commit(&mut a, b"real", addr, 1), AllocDecision::Ack { .. }));
+        assert_eq!(a.pool_free(0), 9);
+    }
+
+    /// The free count follows every owner change, so an exhausted pool is
+    /// refused without a scan, and frees come back.
+    #[test]
+    fn pool_free_count_follows_grants_releases_and_reclaim() {
+        let mut a = setup("10.0.0.100-10.0.0.103");
+        assert_eq!(a.pool_free(0), 4);
+        let mut got = Vec::new();
+        for i in 0..4u8 {
+            let addr = offer_addr(a.discover(0, &[i], None, None, 0));
+            commit(&mut a, &[i], addr, 0);
+            got.push(addr);
+        }
+        assert_eq!(a.pool_free(0), 0);
+        assert_eq!(a.discover(0, b"late", None, None, 0), AllocDecision::Ignore);
+        a.released(got[0], key_hash(7, &[0])).unwrap();
+        assert_eq!(a.pool_free(0), 1);
+        a.declined(got[1], key_hash(7, &[1]), 0).unwrap();
+        assert_eq!(a.pool_free(0), 1, "a quarantined address is not free");
+        assert_eq!(a.reclaim(10_000_000, 100).len(), 3, "two leases and the quarantine");
+        assert_eq!(a.pool_free(0), 4);
+        // The reservation outside the pool is not counted.
+        let key = [1u8, 2, 0, 0, 0, 0, 0xaa];
+        let r = offer_addr(a.discover(0, &key, None, None, 0));
+        commit(&mut a, &key, r, 0);
+        assert_eq!(a.pool_free(0), 4);
+    }
+
+    #[test]
+    fn first_zero_scans_words_within_bounds() {
+        let bits = [u64::MAX, !(1u64 << 5), u64::MAX];
+        assert_eq!(first_zero(&bits, 0, 192), Some(69));
+        assert_eq!(first_zero(&bits, 70, 192), None);
+        assert_eq!(first_zero(&bits, 0, 69), None, "end is exclusive");
+        assert_eq!(first_zero(&bits, 69, 70), Some(69));
+        assert_eq!(first_zero(&bits, 70, 1_000), None, "past the bitmap");
+    }
+
+    /// The last free address of a full pool is found wherever the random
+    /// start falls.
+    #[test]
+    fn random_free_finds_the_last_free_address() {
+        // 200 addresses, one of them (10.0.0.50) reserved.
+        let mut a = setup("10.0.0.1-10.0.0.200");
+        let mut got = Vec::new();
+        for i in 0..199u16 {
+            got.push(offer_addr(a.discover(0, &i.to_be_bytes(), None, None, 0)));
+            commit(&mut a, &i.to_be_bytes(), *got.last().unwrap(), 0);
+        }
+        assert_eq!(a.pool_free(0), 0);
+        let last = got[137];
+        a.released(last, key_hash(7, &137u16.to_be_bytes())).unwrap();
+        for i in 0..50u32 {
+            assert_eq!(a.random_free(0), Some(last), "try {i}");
+        }
     }
 
     #[test]

@@ -67,8 +67,11 @@ pub struct ServerConfig {
     /// default every core not in `cores`.
     #[serde(default)]
     pub control_cores: Vec<usize>,
-    /// Microseconds an idle worker keeps polling its rings before it sleeps
-    /// (0: sleep at once). Trades a little CPU for a short latency tail.
+    /// Most microseconds an idle worker keeps polling its rings before it
+    /// sleeps (0: sleep at once). Adaptive: a worker spins only while frames
+    /// arrive less than 100 µs apart on average, and then about twice that
+    /// gap, so a short latency tail at high rates costs no core at ordinary
+    /// load.
     #[serde(default = "default_idle_spin_us")]
     pub idle_spin_us: u64,
     /// XDP attach mode: "native", "generic" or "auto".
@@ -87,8 +90,8 @@ pub struct ServerConfig {
     /// memory waits before it is persisted.
     #[serde(default = "default_write_behind_ms")]
     pub write_behind_ms: u64,
-    /// Seconds past expiry (plus the write-behind lag) before an address is
-    /// reclaimed.
+    /// Seconds past `durable expiry + MCLT` before an address is reclaimed
+    /// (the reclaim bound, docs/decisions.md, 3).
     #[serde(default = "default_reclaim_grace")]
     pub reclaim_grace: u32,
     /// Seconds between reclaim passes.

@@ -133,7 +133,7 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                     "pool_exhausted": plane.pool_exhausted, "commits": plane.commits,
                     "store_errors": plane.store_errors,
                     "write_behind_pending": plane.write_behind_pending,
-                    "reply_drops": plane.reply_drops,
+                    "reply_drops": plane.reply_drops, "shed": plane.shed,
                 },
                 "packets": packet_counters(&ctx.workers),
                 "lease_map": {
@@ -145,6 +145,7 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                 "xdp": xdp.map(|c| json!({
                     "redirected": c.redirected, "passed": c.passed,
                     "malformed": c.malformed, "no_socket": c.no_socket,
+                    "not_ours": c.not_ours, "fragments": c.fragments,
                 })),
             })
         }

@@ -38,6 +38,11 @@ use crate::store::{LeaseStore, LeaseWrite, WriteOutcome};
 
 /// Most messages handled per batch (bounds the time between commits).
 const MAX_BATCH: usize = 2048;
+/// Most grants waiting for the store at once. Past it a REQUEST is dropped
+/// (counted as shed; the client retransmits): under a flood the commit
+/// queue stays short, so a transaction, and the write-behind riding in it,
+/// never waits behind seconds of queued grants.
+const MAX_GRANTS_IN_FLIGHT: usize = 4096;
 /// Most addresses looked at per reclaim pass.
 const RECLAIM_PER_PASS: usize = 10_000;
 
@@ -93,6 +98,8 @@ pub struct PlaneStats {
     pub store_errors: u64,
     pub write_behind_pending: usize,
     pub reply_drops: u64,
+    /// REQUESTs dropped because too many grants were waiting for the store.
+    pub shed: u64,
 }
 
 /// A grant waiting for its commit, with what the ACK needs.
@@ -120,7 +127,7 @@ struct CommitDone {
 /// Commits jobs, merging every job queued behind the one in flight.
 async fn committer<S: LeaseStore>(
     store: Arc<S>,
-    mut jobs: mpsc::Receiver<CommitJob>,
+    mut jobs: mpsc::UnboundedReceiver<CommitJob>,
     done: mpsc::Sender<CommitDone>,
 ) {
     while let Some(mut job) = jobs.recv().await {
@@ -162,6 +169,8 @@ pub struct Plane<S: LeaseStore> {
     clock: ReclaimClock,
     /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
+    /// Grants handed to the committer and not yet reported back.
+    grants_in_flight: usize,
     /// Workers with replies queued since their doorbell last rang: one
     /// eventfd write per worker per batch, not per reply.
     to_wake: Vec<bool>,
@@ -187,6 +196,7 @@ impl<S: LeaseStore> Plane<S> {
             reclaim_every,
             clock: ReclaimClock::start(),
             pending: Vec::new(),
+            grants_in_flight: 0,
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
         }
@@ -210,7 +220,12 @@ impl<S: LeaseStore> Plane<S> {
             }
         };
         let mut more = false;
-        let (job_tx, job_rx) = mpsc::channel::<CommitJob>(64);
+        // Unbounded on purpose: a bounded queue made this loop await the
+        // committer under a burst of grants, and then neither queries nor
+        // timers were served (a stats poll took seconds in the flood test).
+        // What waits in it is bounded anyway: grants by the addresses being
+        // committed (at most the pools), write-behind by the leases.
+        let (job_tx, job_rx) = mpsc::unbounded_channel::<CommitJob>();
         let (done_tx, mut done_rx) = mpsc::channel::<CommitDone>(64);
         let committer = tokio::spawn(committer(self.store.clone(), job_rx, done_tx));
         let mut flush = tokio::time::interval(self.write_behind / 2);
@@ -242,7 +257,7 @@ impl<S: LeaseStore> Plane<S> {
                     }
                     if !self.pending.is_empty() {
                         let writes = std::mem::take(&mut self.pending);
-                        if job_tx.send(CommitJob { grants: Vec::new(), writes }).await.is_err() {
+                        if job_tx.send(CommitJob { grants: Vec::new(), writes }).is_err() {
                             break;
                         }
                     }
@@ -262,13 +277,13 @@ impl<S: LeaseStore> Plane<S> {
                     // comes after this drain is never lost.
                     input.bell.drain();
                     more = input.drain(&mut batch, MAX_BATCH);
-                    if let Err(()) = self.dispatch(&mut batch, &job_tx).await {
+                    if let Err(()) = self.dispatch(&mut batch, &job_tx) {
                         break;
                     }
                 }
                 () = std::future::ready(()), if more => {
                     more = input.drain(&mut batch, MAX_BATCH);
-                    if let Err(()) = self.dispatch(&mut batch, &job_tx).await {
+                    if let Err(()) = self.dispatch(&mut batch, &job_tx) {
                         break;
                     }
                 }
@@ -281,12 +296,10 @@ impl<S: LeaseStore> Plane<S> {
             self.event(e);
         }
         let writes = std::mem::take(&mut self.pending);
-        let _ = job_tx
-            .send(CommitJob {
-                grants: Vec::new(),
-                writes,
-            })
-            .await;
+        let _ = job_tx.send(CommitJob {
+            grants: Vec::new(),
+            writes,
+        });
         drop(job_tx);
         while let Some(d) = done_rx.recv().await {
             self.committed(d);
@@ -320,19 +333,18 @@ impl<S: LeaseStore> Plane<S> {
 
     /// Processes a drained batch and hands its grants, with the
     /// write-behind queued so far, to the committer.
-    async fn dispatch(
+    fn dispatch(
         &mut self,
         batch: &mut Vec<Input>,
-        jobs: &mpsc::Sender<CommitJob>,
+        jobs: &mpsc::UnboundedSender<CommitJob>,
     ) -> Result<(), ()> {
         let grants = self.process(batch);
         self.pending.extend(self.alloc.take_side_writes());
         self.ring_doorbells();
         if !grants.is_empty() {
+            self.grants_in_flight += grants.len();
             let writes = std::mem::take(&mut self.pending);
-            jobs.send(CommitJob { grants, writes })
-                .await
-                .map_err(|_| ())?;
+            jobs.send(CommitJob { grants, writes }).map_err(|_| ())?;
         }
         Ok(())
     }
@@ -416,6 +428,10 @@ impl<S: LeaseStore> Plane<S> {
                             self.reply(req.worker, d, req.frame);
                         }
                         AllocKind::Request | AllocKind::Renew => {
+                            if self.grants_in_flight + grants.len() >= MAX_GRANTS_IN_FLIGHT {
+                                self.stats.shed += 1;
+                                continue;
+                            }
                             let outcome = if req.kind == AllocKind::Request {
                                 self.alloc.request(req.subnet, key, hw, req.requested, now)
                             } else {
@@ -444,6 +460,7 @@ impl<S: LeaseStore> Plane<S> {
     /// write-behind that failed.
     fn committed(&mut self, d: CommitDone) {
         let n = d.grants.len();
+        self.grants_in_flight = self.grants_in_flight.saturating_sub(n);
         match &d.outcomes {
             Some(out) => {
                 self.stats.commits += 1;

@@ -5,7 +5,7 @@
 //! lease, renewals, rebinds, init-reboots, releases, declines and informs.
 //! Only a client that needs an address the map does not already give it
 //! goes to the control plane ([`Verdict::Control`]), which makes the
-//! allocation durable before the ACK (DESIGN.md decisions 3 and 4); its
+//! allocation durable before the ACK (docs/decisions.md, 3); its
 //! decision comes back through [`build_decision_reply`], which shares the
 //! reply code of [`handle`].
 //!

@@ -35,6 +35,23 @@ const BATCH: usize = 64;
 const EVENT_BELL_BACKLOG: usize = 256;
 /// How long an idle worker sleeps before re-checking its stop flag.
 const IDLE_POLL_MS: i32 = 200;
+/// An idle worker spins only while frames arrive closer together than
+/// this on average: waking from poll(2) costs tens of microseconds, which
+/// matters when the next frame is due within that; at lower rates the spin
+/// would burn the whole gap for nothing.
+const SPIN_WORTH: Duration = Duration::from_micros(100);
+
+/// How long an idle worker should spin before it sleeps, given the most
+/// it may (`max`, the `idle_spin_us` setting) and the recent average gap
+/// between batches with work: twice that gap (long enough to catch the next
+/// frame most of the time), and nothing when frames come rarely.
+pub fn spin_budget(max: Duration, avg_gap: Duration) -> Duration {
+    if avg_gap > SPIN_WORTH {
+        Duration::ZERO
+    } else {
+        max.min(avg_gap * 2)
+    }
+}
 
 /// A Linux eventfd used as a doorbell from the control plane to a worker.
 #[derive(Debug)]
@@ -151,6 +168,10 @@ impl Worker {
         tracing::info!(worker = self.shared.id, queue = self.socket.queue, core = ?self.core, "worker started");
         let mut descs = [RxDesc::default(); BATCH];
         let mut idle_since: Option<Instant> = None;
+        // Moving average (1/8 weight) of the time between batches with
+        // work; starts "slow", so an idle worker sleeps at once.
+        let mut last_work = Instant::now();
+        let mut avg_gap = Duration::from_secs(1);
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = crate::unix_now();
             let n = self.socket.poll_rx(&mut descs);
@@ -166,16 +187,21 @@ impl Worker {
                 self.control_bell.ring();
             }
             if n > 0 || replies > 0 {
+                let now = Instant::now();
+                avg_gap = (avg_gap * 7 + now.duration_since(last_work)) / 8;
+                last_work = now;
                 idle_since = None;
                 continue;
             }
-            // Idle: spin a little before sleeping. Waking a thread from
-            // poll(2) costs tens of microseconds; a short spin rides out the
-            // gaps between packets at moderate rates, which is what keeps
-            // the latency tail short.
+            // Idle: spin a little before sleeping, but only when frames
+            // come often enough for it to pay (see `spin_budget`). Waking
+            // from poll(2) costs tens of microseconds; at high rates a short
+            // spin rides out the gaps, which keeps the latency tail short,
+            // and at ordinary load the worker sleeps instead of burning a
+            // core.
             let now = Instant::now();
             let since = *idle_since.get_or_insert(now);
-            if now.duration_since(since) < self.idle_spin {
+            if now.duration_since(since) < spin_budget(self.idle_spin, avg_gap) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -373,4 +399,30 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_only_pays_at_high_rates() {
+        let max = Duration::from_micros(1000);
+        // 1,000 frames/s: a gap of 1 ms, sleep at once.
+        assert_eq!(spin_budget(max, Duration::from_millis(1)), Duration::ZERO);
+        // 50,000 frames/s: 20 µs gaps, spin 40 µs.
+        assert_eq!(
+            spin_budget(max, Duration::from_micros(20)),
+            Duration::from_micros(40)
+        );
+        // Never past the configured most.
+        assert_eq!(
+            spin_budget(Duration::from_micros(10), Duration::from_micros(50)),
+            Duration::from_micros(10)
+        );
+        assert_eq!(
+            spin_budget(Duration::ZERO, Duration::from_micros(1)),
+            Duration::ZERO
+        );
+    }
 }

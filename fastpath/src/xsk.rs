@@ -13,7 +13,7 @@
 //! frame is therefore never owned by two parties, which is what makes the
 //! disjoint `&[u8]`/`&mut [u8]` views of [`XskSocket::rx_and_tx`] sound.
 //!
-//! Pitfalls this module handles (see DESIGN.md): the fill ring is filled
+//! Pitfalls this module handles (docs/decisions.md): the fill ring is filled
 //! before `bind`, so the first packets have somewhere to land; in copy mode
 //! the kernel only transmits inside `sendto`, so [`XskSocket::flush_tx`]
 //! kicks after every batch and retries on `EAGAIN`/`EBUSY`; completions are

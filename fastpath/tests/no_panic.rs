@@ -1,4 +1,4 @@
-//! Packet input never panics (DESIGN.md decision 9).
+//! Packet input never panics (docs/decisions.md, 6).
 //!
 //! A deterministic loop feeds over a million generated frames through
 //! `handle()` (and `build_decision_reply()` for every frame handed to the

@@ -158,10 +158,10 @@ pub fn populated_local_map(client: &[u8; 6], addr: Ipv4Addr) -> LeaseMap {
     let base = u32::from(LOCAL_NET);
     for i in 0..LOCAL_ADDRS {
         let a = Ipv4Addr::from(base + i);
-        map.set(a, leased(hw_key(&synthetic_mac(i)), NOW + 1000))
+        map.set(a, leased(hw_key(&synthetic_mac(i)), NOW + 1800))
             .unwrap();
     }
-    map.set(addr, leased(hw_key(client), NOW + 1000)).unwrap();
+    map.set(addr, leased(hw_key(client), NOW + 1800)).unwrap();
     map
 }
 

@@ -1,6 +1,6 @@
 //! Building a BOOTREPLY as a whole Ethernet frame.
 //!
-//! The worker transmits frames, not datagrams (DESIGN.md decision 1), so a
+//! The worker transmits frames, not datagrams (docs/decisions.md, 1), so a
 //! reply carries its own Ethernet, IPv4 and UDP headers, addressed by the
 //! rules of RFC 2131 §4.1: a client without an address is reached at its
 //! MAC without ARP, a relay at its MAC on port 67.

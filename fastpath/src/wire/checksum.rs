@@ -1,6 +1,6 @@
 //! The Internet checksum (RFC 1071) for IPv4 headers and UDP.
 //!
-//! Replies are whole frames written by the worker (DESIGN.md decision 1), and
+//! Replies are whole frames written by the worker (docs/decisions.md, 1), and
 //! an AF_XDP frame gets no checksum offload, so both checksums are computed
 //! here in software. The sum is accumulated in a `u64` and folded once at the
 //! end: a frame is far too short for the accumulator to overflow, and folding

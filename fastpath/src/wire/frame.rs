@@ -8,7 +8,7 @@
 //! Neither the IPv4 header checksum nor the UDP checksum of a request is
 //! verified: the NIC has already checked the Ethernet FCS, and senders with
 //! TX checksum offload (a veth peer, a relay on the same host) hand us
-//! frames whose UDP checksum is legitimately unfinished (DESIGN.md). A
+//! frames whose UDP checksum is legitimately unfinished (docs/decisions.md, 1). A
 //! corrupt field that survives is just another untrusted input.
 
 use std::net::Ipv4Addr;

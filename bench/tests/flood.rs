@@ -1,0 +1,260 @@
+//! A DISCOVER flood cannot starve the control plane (docs/decisions.md):
+//! while `irondhcp-loadgen` runs four-way exchanges from 100,000 new
+//! clients as fast as it can send against a /16 and a /24, `irondhcp-ctl
+//! stats` answers every poll within a second, a real dhclient gets a lease
+//! and its renewal reaches the store within the write-behind bound, and the
+//! daemon's memory stays bounded.
+//!
+//! Needs root (namespaces, veth, XDP). The load generator uses AF_PACKET
+//! here so that dhclient, on the same client interface, still sees its
+//! own replies.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use irondhcp_control::testbed::{require_root, Testbed, TestbedOptions};
+use serde_json::Value;
+
+/// Builds the daemon once (debug profile) and returns its path.
+fn daemon_bin() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "-p", "irondhcp-control", "--bin", "irondhcp"])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
+        .join("debug/irondhcp")
+}
+
+/// Runs dhclient (in namespace `ns` on `ifname`, its files in `dir`)
+/// until it writes one more lease into `lease_file`, 20 s at most, then
+/// stops it; true when it did. With a lease already in the file, dhclient
+/// asks for it again (INIT-REBOOT): a renewal.
+fn dhclient_once(ns: &str, dir: &Path, lease_file: &Path, ifname: &str) -> bool {
+    let leases = || {
+        std::fs::read_to_string(lease_file)
+            .unwrap_or_default()
+            .matches("fixed-address")
+            .count()
+    };
+    let before = leases();
+    let Ok(mut child) = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "dhclient",
+            "-4",
+            "-d",
+            "-sf",
+            "/bin/true",
+        ])
+        .arg("-lf")
+        .arg(lease_file)
+        .arg("-pf")
+        .arg(dir.join("dhclient.pid"))
+        .arg(ifname)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let start = Instant::now();
+    let mut got = false;
+    while !got && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+        got = leases() > before;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    got
+}
+
+/// The address of the last lease in a dhclient lease file.
+fn leased_address(lease_file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(lease_file).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("fixed-address "))
+        .map(|a| a.trim_end_matches(';').to_string())
+}
+
+/// Expiry of `addr` in the lease file of the daemon.
+fn stored_expiry(db: &Path, addr: &str) -> Option<u64> {
+    let out = Command::new("sqlite3")
+        .arg("-readonly")
+        .arg(db)
+        .arg(format!(
+            "SELECT expiry FROM leases WHERE address = '{addr}'"
+        ))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+fn flood(pool: &str, prefix_len: u8) {
+    require_root("the flood test");
+    let mut tb = Testbed::new(&TestbedOptions {
+        pool: pool.into(),
+        prefix_len,
+        // Every renewal is written (no lease caching), within 500 ms.
+        server_extra: "reclaim_grace = 0\nwrite_behind_ms = 500".into(),
+        ..TestbedOptions::default()
+    })
+    .expect("testbed");
+    tb.start_daemon(&daemon_bin()).expect("start irondhcp");
+
+    // The generator runs out of its 100,000 clients before 15 s at its top
+    // rate; it starts again (the same MACs, now known or refused) until the
+    // 15 s are over.
+    let (ns, ifname) = (tb.client.name.clone(), tb.cli_if.clone());
+    let gen = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut reports = Vec::new();
+        while start.elapsed() < Duration::from_secs(14) {
+            let left = 15.0 - start.elapsed().as_secs_f64();
+            let out = Command::new("ip")
+                .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_irondhcp-loadgen")])
+                .args(["--iface", &ifname, "--io", "packet", "--json", "--quiet"])
+                .args([
+                    "--scenario",
+                    "dora",
+                    "--clients",
+                    "100000",
+                    "--rate",
+                    "200000",
+                ])
+                .args([
+                    "--duration",
+                    &format!("{left:.1}"),
+                    "--tries",
+                    "1",
+                    "--no-arp",
+                ])
+                .output()
+                .expect("run irondhcp-loadgen");
+            reports.push(serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null));
+        }
+        reports
+    });
+
+    // Poll stats every 0.5 s through the flood; a real client joins after 3 s.
+    let start = Instant::now();
+    let lease_file = tb.dir.join("dhclient.leases");
+    let mut slowest = Duration::ZERO;
+    let mut polls = 0;
+    let mut client: Option<std::thread::JoinHandle<bool>> = None;
+    let mut max_rss = 0u64;
+    while start.elapsed() < Duration::from_secs(16) {
+        let t = Instant::now();
+        let stats = tb.ctl("stats");
+        let took = t.elapsed();
+        assert!(stats.is_ok(), "stats did not answer: {stats:?}");
+        slowest = slowest.max(took);
+        polls += 1;
+        let v = stats.unwrap_or(Value::Null);
+        max_rss = max_rss.max(
+            v.pointer("/process/rss_kib")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        );
+        if client.is_none() && start.elapsed() > Duration::from_secs(3) {
+            let (ns, conf_dir, lf, ifname) = (
+                tb.client.name.clone(),
+                tb.dir.clone(),
+                lease_file.clone(),
+                tb.cli_if.clone(),
+            );
+            client = Some(std::thread::spawn(move || {
+                dhclient_once(&ns, &conf_dir, &lf, &ifname)
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(500).saturating_sub(took));
+    }
+    let got_lease = client.map(|h| h.join().unwrap_or(false)).unwrap_or(false);
+    let reports = gen.join().expect("generator thread");
+    let sent: u64 = reports
+        .iter()
+        .filter_map(|r| {
+            r.pointer("/exchanges/DISCOVER-OFFER/sent")
+                .and_then(Value::as_u64)
+        })
+        .sum();
+    eprintln!(
+        "flood {pool}: {polls} polls, slowest {slowest:?}, max RSS {max_rss} KiB, {sent} DISCOVERs in {} runs: {reports:?}",
+        reports.len()
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a stats poll took {slowest:?}"
+    );
+    assert!(polls >= 25, "only {polls} polls");
+    assert!(
+        sent >= 100_000,
+        "the generator sent only {sent} DISCOVERs: {reports:?}"
+    );
+    assert!(
+        got_lease,
+        "dhclient got no lease during the flood\n{}",
+        tb.log_text()
+    );
+    let addr = leased_address(&lease_file).expect("a lease in dhclient's file");
+
+    // A renewal during load (INIT-REBOOT from the lease file, answered from
+    // memory) reaches the store within write_behind_ms + 1 s.
+    let before = stored_expiry(&tb.db, &addr).expect("the lease is stored");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        dhclient_once(&tb.client.name, &tb.dir, &lease_file, &tb.cli_if),
+        "renewal not answered"
+    );
+    let renewed_at = Instant::now();
+    let mut after = before;
+    while renewed_at.elapsed() < Duration::from_millis(1500) && after <= before {
+        after = stored_expiry(&tb.db, &addr).unwrap_or(before);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if after <= before {
+        std::thread::sleep(Duration::from_secs(5));
+        eprintln!(
+            "before {before}, after 5 s more: {:?}; leases file:\n{}\nstats {}",
+            stored_expiry(&tb.db, &addr),
+            std::fs::read_to_string(&lease_file).unwrap_or_default(),
+            tb.ctl("stats").unwrap_or_default()
+        );
+    }
+    assert!(
+        after > before,
+        "renewal of {addr} not persisted within 1.5 s"
+    );
+    assert!(
+        max_rss > 0 && max_rss < 256 << 10,
+        "daemon RSS {max_rss} KiB over the 256 MiB bound"
+    );
+    let stats = tb.ctl("stats").expect("stats");
+    let exhausted = stats
+        .pointer("/control/pool_exhausted")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    eprintln!("pool exhausted {exhausted} times");
+    let _ = tb.stop_daemon();
+}
+
+#[test]
+fn discover_flood_on_a_slash_24_never_starves_the_control_plane() {
+    flood("198.18.0.10-198.18.0.250", 16);
+}
+
+#[test]
+fn discover_flood_on_a_slash_16_never_starves_the_control_plane() {
+    flood("198.18.1.0-198.18.255.254", 16);
+}

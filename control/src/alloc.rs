@@ -1497,7 +1497,10 @@ address = "10.0.0.50"
         }
         assert_eq!(a.pool_free(0), 10, "a quarter stays unreserved");
         let addr = offer_addr(a.discover(0, b"real", None, None, 1));
-        assert!(matches!(commit(&mut a, b"real", addr, 1), AllocDecision::Ack { .. }));
+        assert!(matches!(
+            commit(&mut a, b"real", addr, 1),
+            AllocDecision::Ack { .. }
+        ));
         assert_eq!(a.pool_free(0), 9);
     }
 
@@ -1519,7 +1522,11 @@ address = "10.0.0.50"
         assert_eq!(a.pool_free(0), 1);
         a.declined(got[1], key_hash(7, &[1]), 0).unwrap();
         assert_eq!(a.pool_free(0), 1, "a quarantined address is not free");
-        assert_eq!(a.reclaim(10_000_000, 100).len(), 3, "two leases and the quarantine");
+        assert_eq!(
+            a.reclaim(10_000_000, 100).len(),
+            3,
+            "two leases and the quarantine"
+        );
         assert_eq!(a.pool_free(0), 4);
         // The reservation outside the pool is not counted.
         let key = [1u8, 2, 0, 0, 0, 0, 0xaa];
@@ -1551,7 +1558,8 @@ address = "10.0.0.50"
         }
         assert_eq!(a.pool_free(0), 0);
         let last = got[137];
-        a.released(last, key_hash(7, &137u16.to_be_bytes())).unwrap();
+        a.released(last, key_hash(7, &137u16.to_be_bytes()))
+            .unwrap();
         for i in 0..50u32 {
             assert_eq!(a.random_free(0), Some(last), "try {i}");
         }

@@ -20,11 +20,10 @@ use irondhcp_xdp_loader::{SteerConfig, XdpError, XdpMode, XdpProgram};
 use tokio::sync::{mpsc, watch};
 
 use crate::alloc::{Allocator, Timers};
-use crate::config::Validated;
+use crate::config::{Validated, XdpModeConfig};
 use crate::ctl::{self, CtlContext};
 use crate::plane::{FastInput, Plane, PlaneStats};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{LeaseStore, StoreError};
+use crate::store::{LeaseStore, Store, StoreError};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +73,7 @@ pub async fn run(
     }
 
     // Storage first: the lease map is loaded before anything can answer.
-    let store = Arc::new(SqliteStore::open(&cfg.sqlite_path(), &s.id).await?);
+    let store = Arc::new(Store::open(&cfg.raw.storage.url, &s.id).await?);
     let leases = Arc::new(LeaseMap::new(&cfg.lease_map_ranges())?);
     let timers = Timers {
         offer_lifetime: s.offer_lifetime,
@@ -92,7 +91,7 @@ pub async fn run(
             }
         })
         .await?;
-    tracing::info!(stored, live, path = %cfg.sqlite_path(), "lease store loaded");
+    tracing::info!(stored, live, url = %cfg.raw.storage.url, "lease store loaded");
 
     let mac = crate::netif::mac_of(&s.interface).map_err(|source| DaemonError::Interface {
         iface: s.interface.clone(),
@@ -100,10 +99,10 @@ pub async fn run(
     })?;
     let fast = Arc::new(cfg.fast_config(mac));
 
-    let mode = match s.xdp_mode.as_str() {
-        "native" => XdpMode::Native,
-        "generic" => XdpMode::Generic,
-        _ => XdpMode::Auto,
+    let mode = match s.xdp_mode {
+        XdpModeConfig::Native => XdpMode::Native,
+        XdpModeConfig::Generic => XdpMode::Generic,
+        XdpModeConfig::Auto => XdpMode::Auto,
     };
     // Steer only what is addressed to us; the kernel keeps the rest.
     let steer = SteerConfig::server(mac, &[s.address]);

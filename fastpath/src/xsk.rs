@@ -494,9 +494,12 @@ impl XskSocket {
                     std::slice::from_raw_parts_mut(self.umem.add(t), fs),
                 )
             },
-            (None, Some(t)) => (&[], unsafe {
-                std::slice::from_raw_parts_mut(self.umem.add(t), fs)
-            }),
+            (None, Some(t)) => (
+                &[],
+                // SAFETY: inside the UMEM; the TX frame is owned by us until
+                // submitted.
+                unsafe { std::slice::from_raw_parts_mut(self.umem.add(t), fs) },
+            ),
             _ => (&[], &mut []),
         }
     }

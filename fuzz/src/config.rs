@@ -51,7 +51,6 @@ pub fn run(data: &[u8]) {
         }
         let _ = s.pool_size();
     }
-    let _ = v.sqlite_path();
 
     let ranges = v.lease_map_ranges();
     let mut spans: Vec<(u64, u64)> = ranges

@@ -6,7 +6,10 @@
 //! The embedded default is [`sqlite::SqliteStore`] (one file, no service);
 //! the PostgreSQL store for clusters fits behind the same trait.
 
+mod open;
 pub mod sqlite;
+
+pub use open::Store;
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -26,6 +29,8 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("lease store holds a malformed row: {0}")]
     BadRow(String),
+    #[error("storage URL {0:?}: only sqlite: URLs are supported by this build")]
+    Unsupported(String),
 }
 
 /// The state of a lease row.

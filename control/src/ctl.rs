@@ -7,6 +7,7 @@
 //! allocation state), packet counters are read straight from the workers'
 //! and the XDP program's counters.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +17,7 @@ use irondhcp_fastpath::worker::WorkerShared;
 use irondhcp_xdp_loader::XdpProgram;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -49,16 +50,25 @@ pub async fn serve(
     }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
+    // Only root (the daemon's user) may drive the server.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let sessions = Arc::new(tokio::sync::Semaphore::new(MAX_SESSIONS));
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             acc = listener.accept() => {
                 let Ok((stream, _)) = acc else { continue };
+                // A client past the session limit is turned away at once.
+                let Ok(permit) = sessions.clone().try_acquire_owned() else {
+                    tracing::warn!(limit = MAX_SESSIONS, "management session refused: too many open");
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     if let Err(e) = session(stream, ctx).await {
                         tracing::debug!(error = %e, "management session ended with an error");
                     }
+                    drop(permit);
                 });
             }
         }
@@ -67,11 +77,36 @@ pub async fn serve(
     Ok(())
 }
 
+/// Sessions served at once.
+const MAX_SESSIONS: usize = 16;
+/// Longest request line accepted; a longer one ends the session.
+const MAX_LINE: u64 = 64 * 1024;
+
 async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
-    let mut lines = BufReader::new(r).lines();
-    while let Some(line) = lines.next_line().await? {
-        let resp = match serde_json::from_str::<Request>(&line) {
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        // Read at most MAX_LINE + 1 bytes: a line that long is refused
+        // rather than grown without bound.
+        let n = (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut buf)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.last() != Some(&b'\n') && n as u64 > MAX_LINE {
+            let resp =
+                json!({"result": 1, "text": format!("request line longer than {MAX_LINE} bytes")});
+            let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+            out.push(b'\n');
+            w.write_all(&out).await?;
+            return Ok(());
+        }
+        let line = String::from_utf8_lossy(&buf);
+        let resp = match serde_json::from_str::<Request>(line.trim_end()) {
             Ok(req) => answer(&req.command, &ctx).await,
             Err(e) => json!({"result": 1, "text": format!("bad request: {e}")}),
         };
@@ -79,7 +114,6 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
         out.push(b'\n');
         w.write_all(&out).await?;
     }
-    Ok(())
 }
 
 fn packet_counters(workers: &[Arc<WorkerShared>]) -> Value {
@@ -190,4 +224,67 @@ pub async fn query(path: &Path, command: &str) -> std::io::Result<Value> {
         .await?
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no response"))?;
     Ok(serde_json::from_str(&line)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn context() -> (CtlContext, mpsc::Receiver<Query>) {
+        let (tx, rx) = mpsc::channel(4);
+        let leases = LeaseMap::new(&[(Ipv4Addr::new(10, 0, 0, 1), 1)]).unwrap();
+        let ctx = CtlContext {
+            queries: tx,
+            workers: Vec::new(),
+            xdp: Arc::new(Mutex::new(None)),
+            leases: Arc::new(leases),
+            server_id: "t".into(),
+        };
+        (ctx, rx)
+    }
+
+    /// The socket is root's only, a hostile line is refused without
+    /// growing a buffer, and sessions past the limit are turned away.
+    #[tokio::test]
+    async fn socket_is_private_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctl.sock");
+        let (ctx, _rx) = context();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(path.clone(), ctx, stop_rx));
+        for _ in 0..100 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let mut s = UnixStream::connect(&path).await.unwrap();
+        let long = vec![b'x'; MAX_LINE as usize + 10];
+        s.write_all(&long).await.unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.contains("longer than"), "{resp}");
+
+        let mut held = Vec::new();
+        for _ in 0..MAX_SESSIONS {
+            let c = UnixStream::connect(&path).await.unwrap();
+            held.push(c);
+        }
+        // Let the server take them all before the one too many.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut extra = UnixStream::connect(&path).await.unwrap();
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(2), extra.read(&mut buf))
+            .await
+            .expect("the extra session is closed at once")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "session past the limit must be closed");
+        drop(held);
+        stop_tx.send(true).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

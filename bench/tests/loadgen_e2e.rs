@@ -166,6 +166,54 @@ fn renew_200_clients_at_1000_per_second_is_answered_from_the_map() {
 }
 
 #[test]
+fn discover_flood_from_500_reused_clients_is_offered_and_never_acked() {
+    let _g = serial();
+    let tb = started(&TestbedOptions::default());
+    let r = loadgen(
+        &tb,
+        &[
+            "--scenario",
+            "discover",
+            "--rate",
+            "2000",
+            "--duration",
+            "2",
+            "--clients",
+            "500",
+        ],
+    );
+    assert_eq!(r["scenario"], "discover");
+    // Every DISCOVER got its OFFER; no REQUEST was sent.
+    all_answered(&r, &["DISCOVER-OFFER"]);
+    assert!(r.pointer("/exchanges/REQUEST-ACK").is_none(), "{r}");
+    // 4,000 DISCOVERs from 500 clients: each client sent 8 (reused
+    // round-robin rather than ending the run after 500).
+    let sent = u(&r, "/exchanges/DISCOVER-OFFER/sent");
+    assert!((3990..=4001).contains(&sent), "{sent} DISCOVERs sent");
+    assert_eq!(u(&r, "/clients"), 500);
+    assert_eq!(r["generator_bound"], false);
+    let d = f(&r, "/duration_s");
+    assert!((1.98..=2.02).contains(&d), "send phase {d} s");
+    assert_eq!(f(&r, "/dora_per_s"), 0.0);
+    assert_eq!(f(&r, "/loss_ratio"), 0.0);
+    // The server saw the DISCOVERs and made no ACK.
+    let stats = tb.ctl("stats").expect("stats");
+    let n = |p: &str| {
+        stats
+            .pointer(p)
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("no {p} in {stats}"))
+    };
+    assert!(
+        n("/packets/received/discover") >= sent,
+        "server received fewer DISCOVERs than {sent}: {stats}"
+    );
+    assert_eq!(n("/packets/received/request"), 0, "{stats}");
+    assert_eq!(n("/control/acks"), 0, "{stats}");
+    assert_eq!(n("/packets/sent/ack"), 0, "{stats}");
+}
+
+#[test]
 fn dora_over_af_packet() {
     let _g = serial();
     let tb = started(&TestbedOptions::default());

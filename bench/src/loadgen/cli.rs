@@ -65,7 +65,9 @@ pub struct Args {
     pub mix: Mix,
     /// Simulated clients. renew/rebind/release/mixed: the clients that get a
     /// lease in the warm-up (default 1000). dora/relay: the most new clients
-    /// to use (default: as many as the run needs).
+    /// to use (default: as many as the run needs). discover: the clients
+    /// that send, each reused round-robin when the run needs more DISCOVERs
+    /// (default: a new client for every DISCOVER).
     #[arg(long)]
     pub clients: Option<u64>,
     /// Index of the first client (MAC 02:xx:xx:xx:xx:xx encodes the index):
@@ -78,7 +80,8 @@ pub struct Args {
     /// Set the BROADCAST flag in DISCOVER and SELECTING REQUEST.
     #[arg(long)]
     pub broadcast_flag: bool,
-    /// Offered load: new exchanges per second (a DORA counts once).
+    /// Offered load: new exchanges per second (a DORA counts once; a
+    /// DISCOVER of --scenario discover is one).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
     /// Length of the send phase in seconds (default 10 unless --count).
@@ -221,8 +224,14 @@ impl Args {
         {
             return Err("--mix only applies to --scenario mixed".into());
         }
+        if self.scenario == Scenario::Discover
+            && self.clients.is_some_and(|n| n < self.threads as u64)
+        {
+            // A thread without a client would send nothing of its share.
+            return Err("--scenario discover needs --clients of at least --threads".into());
+        }
         let new_clients = match self.scenario {
-            Scenario::Dora | Scenario::Relay => self
+            Scenario::Dora | Scenario::Discover | Scenario::Relay => self
                 .clients
                 .unwrap_or(u64::MAX)
                 .min(self.planned_exchanges()),
@@ -265,6 +274,10 @@ mod tests {
         let r = args(&["--scenario", "renew"]).unwrap();
         assert_eq!(r.fixed_clients(), 1000);
         assert_eq!(r.warmup_rate, 2000.0);
+        let d = args(&["--scenario", "discover", "--clients", "500"]).unwrap();
+        assert_eq!(d.fixed_clients(), 0);
+        // 10 s at 1000/s with 500 clients: each is reused, the run is allowed.
+        assert!(d.planned_exchanges() > 500);
     }
 
     #[test]
@@ -325,6 +338,7 @@ mod tests {
             &["--server-mac", "zz:00:00:00:00:00"],
             &["--scenario", "fly"],
             &["--client-offset", "4294967290", "--count", "100"],
+            &["--scenario", "discover", "--clients", "1", "--threads", "2"],
             &["--server-pid", "-1"],
         ] {
             assert!(args(bad).is_err(), "{bad:?} accepted");

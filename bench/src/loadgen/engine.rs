@@ -6,7 +6,11 @@
 //! come first, then a ring of slots for new clients (each DORA uses the next
 //! unused client index; the ring is sized for every exchange that can be
 //! outstanding at the offered rate, and an occupant still outstanding when
-//! its slot comes round again is counted lost). Thread `t` of `T` owns the
+//! its slot comes round again is counted lost). `--scenario discover` ends
+//! each exchange at the OFFER and, once its `--clients` clients have all
+//! sent, starts again from the first of them (round-robin), so a flood can
+//! outlast its MACs; the k-th start of a thread uses client `k mod N` and
+//! slot `k mod ring`, the ring being at most N long. Thread `t` of `T` owns the
 //! clients whose index `i` satisfies `(i − offset) mod T = t`; a reply that
 //! arrives on another thread's queue is forwarded to the owner over a
 //! bounded channel of small `Copy` messages.
@@ -139,7 +143,7 @@ pub struct ThreadResult {
     pub send_end_ns: u64,
     /// Whether it ended before its duration/count (no client left).
     pub ended_early: bool,
-    /// New clients used.
+    /// New clients used (each counted once, however often it was reused).
     pub fresh_used: u64,
     /// Replies this thread's socket dropped during the timed phase (None:
     /// the socket type does not say).
@@ -182,6 +186,10 @@ struct Client {
     state: St,
     kind: ExType,
     tries: u8,
+    /// The xid of this client's previous exchange in this slot (a
+    /// `discover` client reused before an answer to it came): a reply
+    /// with it is late, not invalid.
+    prev_xid: Option<u32>,
 }
 
 impl Default for Client {
@@ -197,6 +205,7 @@ impl Default for Client {
             state: St::Empty,
             kind: ExType::DiscoverOffer,
             tries: 0,
+            prev_xid: None,
         }
     }
 }
@@ -238,7 +247,12 @@ struct Core {
     tmpl: Template,
     clients: Vec<Client>,
     fixed: usize,
+    /// New exchanges started on new (or, with `discover_only`, reused)
+    /// clients.
     fresh_started: u64,
+    /// `--scenario discover`: an OFFER completes the exchange, and the new
+    /// clients are reused round-robin once `fresh_limit` have been used.
+    discover_only: bool,
     rr: usize,
     outstanding: u64,
     rto_q: VecDeque<Timer>,
@@ -265,6 +279,12 @@ impl<I: Io> Engine<I> {
         inbox: Receiver<Forwarded>,
         forward: Vec<Sender<Forwarded>>,
     ) -> Self {
+        let mut plan = plan;
+        if shared.cfg.scenario.discover_only() {
+            // A reused client must come back to its own slot or to one it
+            // has left (see the module docs).
+            plan.ring = plan.ring.min(plan.fresh_limit);
+        }
         let fixed = plan.fixed as usize;
         let slots = fixed + plan.ring as usize;
         // Timers: up to `tries` retransmission entries and one drop entry
@@ -275,6 +295,7 @@ impl<I: Io> Engine<I> {
         let cfg = &shared.cfg;
         let default_type = match cfg.scenario {
             Scenario::Dora | Scenario::Relay => ExType::RequestAck,
+            Scenario::Discover => ExType::DiscoverOffer,
             Scenario::Renew => ExType::RenewAck,
             Scenario::Rebind => ExType::RebindAck,
             Scenario::Release => ExType::Release,
@@ -293,6 +314,7 @@ impl<I: Io> Engine<I> {
             clients: vec![Client::default(); slots],
             fixed,
             fresh_started: 0,
+            discover_only: cfg.scenario.discover_only(),
             rr: 0,
             outstanding: 0,
             rto_q: VecDeque::with_capacity(cap * usize::from(cfg.tries.max(1))),
@@ -357,7 +379,7 @@ impl<I: Io> Engine<I> {
             bound_after_warmup: bound,
             send_end_ns,
             ended_early,
-            fresh_used: self.core.fresh_started,
+            fresh_used: self.core.fresh_started.min(self.core.plan.fresh_limit),
         }
     }
 
@@ -538,10 +560,14 @@ impl Core {
         if local < self.plan.fixed {
             return Some(local as usize);
         }
-        let k = local.checked_sub(self.plan.fresh_base)?;
-        if k >= self.fresh_started || self.plan.ring == 0 {
+        let n = local.checked_sub(self.plan.fresh_base)?;
+        let limit = self.plan.fresh_limit;
+        if n >= self.fresh_started || n >= limit || self.plan.ring == 0 {
             return None;
         }
+        // The last start that used client n: the largest k below
+        // fresh_started with k ≡ n (mod limit); k = n unless reused.
+        let k = n + (self.fresh_started - 1 - n) / limit * limit;
         Some(self.fixed + (k % self.plan.ring) as usize)
     }
 
@@ -558,8 +584,12 @@ impl Core {
             }
         }
         // A DORA counts once: sent as a DISCOVER, answered by its ACK; a
-        // lost OFFER loses the DORA.
-        lost += self.stats.types[ExType::DiscoverOffer.index()].lost;
+        // lost OFFER loses the DORA. Without a REQUEST, the OFFER answers.
+        let offers = &self.stats.types[ExType::DiscoverOffer.index()];
+        lost += offers.lost;
+        if self.discover_only {
+            answered += offers.answered;
+        }
         p.sent.store(sent, Ordering::Relaxed);
         p.answered.store(answered, Ordering::Relaxed);
         p.lost.store(lost, Ordering::Relaxed);
@@ -618,6 +648,11 @@ impl Core {
         };
         let c = self.clients[slot];
         if c.state == St::Empty || c.local != local || c.xid != r.xid {
+            if c.state != St::Empty && c.local == local && c.prev_xid == Some(r.xid) {
+                // Answers an exchange this client gave up on (reused).
+                self.stats.late += 1;
+                return;
+            }
             let t = if c.state == St::Empty {
                 self.type_of(&r)
             } else {
@@ -630,6 +665,15 @@ impl Core {
         match (c.state, r.msg_type) {
             (St::Selecting, frame::OFFER) => {
                 self.stats.of(ExType::DiscoverOffer).answer(latency);
+                if self.discover_only {
+                    // The exchange is complete; the client is done (idle)
+                    // until it is reused.
+                    let c = &mut self.clients[slot];
+                    c.state = St::Idle;
+                    c.gen = c.gen.wrapping_add(1);
+                    self.outstanding -= 1;
+                    return;
+                }
                 let server_id = if r.server_id == [0; 4] {
                     r.src_ip
                 } else {
@@ -747,6 +791,7 @@ impl Core {
         }
         let xid = self.xid();
         let c = &mut self.clients[slot];
+        c.prev_xid = (c.state != St::Empty && c.local == local).then_some(c.xid);
         c.local = local;
         c.xid = xid;
         c.state = St::Selecting;
@@ -767,13 +812,17 @@ impl Core {
     fn start(&mut self, a: Action) -> Start {
         match a {
             Action::Dora => {
-                if self.fresh_started >= self.plan.fresh_limit || self.plan.ring == 0 {
+                let limit = self.plan.fresh_limit;
+                if limit == 0
+                    || self.plan.ring == 0
+                    || (self.fresh_started >= limit && !self.discover_only)
+                {
                     return Start::Exhausted;
                 }
                 let k = self.fresh_started;
                 self.fresh_started += 1;
                 let slot = self.fixed + (k % self.plan.ring) as usize;
-                self.begin_dora(slot, self.plan.fresh_base + k);
+                self.begin_dora(slot, self.plan.fresh_base + k % limit);
                 Start::Started
             }
             Action::Renew | Action::Rebind | Action::Release => {
@@ -1025,6 +1074,11 @@ mod tests {
     }
 
     fn engine(scenario: Scenario, fixed: u64) -> Engine<Loop> {
+        engine_with(scenario, fixed, 8, 4)
+    }
+
+    /// An engine with `fresh_limit` new clients and a ring of `ring` slots.
+    fn engine_with(scenario: Scenario, fixed: u64, fresh_limit: u64, ring: u64) -> Engine<Loop> {
         let shared = Arc::new(Shared {
             cfg: cfg(scenario),
             clock: Instant::now(),
@@ -1040,8 +1094,8 @@ mod tests {
             thread: 0,
             fixed,
             fresh_base: fixed,
-            fresh_limit: 8,
-            ring: 4,
+            fresh_limit,
+            ring,
             rate: 100.0,
             warmup_rate: 100.0,
             duration_ns: None,
@@ -1188,6 +1242,152 @@ mod tests {
         assert_eq!(e.core.clients[0].local, 4);
         assert_eq!(e.core.slot_of(7), Some(3));
         assert_eq!(e.core.slot_of(8), None);
+    }
+
+    /// The client index (MAC) of a request frame.
+    fn client_of(f: &[u8]) -> u64 {
+        mac_index(f[6..12].try_into().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn discover_ends_at_the_offer_without_a_request() {
+        let mut e = engine(Scenario::Discover, 0);
+        assert_eq!(e.core.default_type, ExType::DiscoverOffer);
+        assert!(matches!(e.core.start(Action::Dora), Start::Started));
+        e.transmit(10);
+        let discover = e.io.sent.pop().unwrap();
+        assert_eq!(msg_type(&discover), frame::DISCOVER);
+        assert_eq!(client_of(&discover), 100);
+        assert_eq!(e.core.outstanding, 1);
+        e.io.inbox
+            .push_back(answer(&discover, OFFER, [198, 18, 1, 5]));
+        e.receive(1_000_010);
+        let offers = &e.core.stats.types[ExType::DiscoverOffer.index()];
+        assert_eq!((offers.sent, offers.answered, offers.lost), (1, 1, 0));
+        assert_eq!(offers.hist.max() / 100, 10, "latency from the DISCOVER");
+        // No REQUEST follows; the client is done.
+        e.transmit(1_000_020);
+        assert!(e.io.sent.is_empty(), "sent {} frames", e.io.sent.len());
+        assert_eq!(e.core.outstanding, 0);
+        assert_eq!(e.core.clients[0].state, St::Idle);
+        assert_eq!(e.core.stats.types[ExType::RequestAck.index()].sent, 0);
+        assert_eq!(e.core.stats.dora_completed, 0);
+        assert_eq!(e.core.stats.sends.count, 1);
+        // Neither retransmitted nor lost when its timers come due.
+        e.core.timers(5_000_000_000);
+        assert!(e.core.pending.is_empty());
+        assert_eq!(e.core.stats.of(ExType::DiscoverOffer).lost, 0);
+        // A second OFFER (to a retransmission) is late; the progress line
+        // counts the OFFER as the answer.
+        e.io.inbox
+            .push_back(answer(&discover, OFFER, [198, 18, 1, 5]));
+        e.receive(5_000_000_000);
+        assert_eq!(e.core.stats.late, 1);
+        assert_eq!(e.core.stats.of(ExType::DiscoverOffer).answered, 1);
+        let p = Progress::default();
+        e.core.publish(&p);
+        assert_eq!(p.sent.load(Ordering::Relaxed), 1);
+        assert_eq!(p.answered.load(Ordering::Relaxed), 1);
+        // In a DORA, the same OFFER is followed by a REQUEST.
+        let mut d = engine(Scenario::Dora, 0);
+        assert!(matches!(d.core.start(Action::Dora), Start::Started));
+        d.transmit(10);
+        let discover = d.io.sent.pop().unwrap();
+        d.io.inbox
+            .push_back(answer(&discover, OFFER, [198, 18, 1, 5]));
+        d.receive(20);
+        d.transmit(30);
+        assert_eq!(msg_type(&d.io.sent.pop().unwrap()), frame::REQUEST);
+        let p = Progress::default();
+        d.core.publish(&p);
+        assert_eq!(
+            p.answered.load(Ordering::Relaxed),
+            0,
+            "a DORA ends at its ACK"
+        );
+    }
+
+    #[test]
+    fn discover_reuses_its_clients_round_robin() {
+        // Three clients, a ring of four slots: the ring shrinks to three.
+        let mut e = engine_with(Scenario::Discover, 0, 3, 4);
+        assert_eq!(e.core.plan.ring, 3);
+        let mut clients = Vec::new();
+        for k in 0..8u64 {
+            assert!(
+                matches!(e.core.start(Action::Dora), Start::Started),
+                "start {k}"
+            );
+            e.transmit(k * 1000);
+            let d = e.io.sent.pop().unwrap();
+            clients.push(client_of(&d));
+            e.io.inbox.push_back(answer(&d, OFFER, [198, 18, 1, 5]));
+            e.receive(k * 1000 + 500);
+        }
+        assert_eq!(clients, vec![100, 101, 102, 100, 101, 102, 100, 101]);
+        let offers = &e.core.stats.types[ExType::DiscoverOffer.index()];
+        assert_eq!((offers.sent, offers.answered), (8, 8));
+        assert_eq!((offers.lost, offers.invalid), (0, 0));
+        assert_eq!(e.core.outstanding, 0);
+
+        // Reused before its OFFER came: the old exchange is lost, and its
+        // OFFER, when it comes, is late, not invalid.
+        assert!(matches!(e.core.start(Action::Dora), Start::Started));
+        e.transmit(9_000);
+        let first = e.io.sent.pop().unwrap();
+        assert_eq!(client_of(&first), 102);
+        for _ in 0..3 {
+            assert!(matches!(e.core.start(Action::Dora), Start::Started));
+        }
+        e.transmit(10_000);
+        let again = e.io.sent.pop().unwrap();
+        assert_eq!(client_of(&again), 102);
+        assert_eq!(e.core.stats.of(ExType::DiscoverOffer).lost, 1);
+        e.io.inbox.push_back(answer(&first, OFFER, [198, 18, 1, 5]));
+        e.io.inbox.push_back(answer(&again, OFFER, [198, 18, 1, 5]));
+        e.receive(11_000);
+        assert_eq!(e.core.stats.late, 1);
+        assert_eq!(e.core.stats.of(ExType::DiscoverOffer).invalid, 0);
+        assert_eq!(e.core.stats.of(ExType::DiscoverOffer).answered, 9);
+        // Each client counted once, however often it sent.
+        assert_eq!(e.core.fresh_started, 12);
+        assert_eq!(e.core.fresh_started.min(e.core.plan.fresh_limit), 3);
+    }
+
+    #[test]
+    fn reused_clients_are_found_with_a_ring_shorter_than_the_clients() {
+        // Six clients over four slots: start k uses client k mod 6 and slot
+        // k mod 4, and answers still find their client after the wrap.
+        let mut e = engine_with(Scenario::Discover, 0, 6, 4);
+        for _ in 0..9 {
+            assert!(matches!(e.core.start(Action::Dora), Start::Started));
+        }
+        e.transmit(0);
+        let sent: Vec<u64> = e.io.sent.iter().map(|f| client_of(f)).collect();
+        // Frames of evicted exchanges are not sent (their slot moved on).
+        assert_eq!(sent, vec![105, 100, 101, 102]);
+        assert_eq!(e.core.slot_of(5), Some(1));
+        assert_eq!(e.core.slot_of(0), Some(2));
+        assert_eq!(e.core.slot_of(2), Some(0));
+        assert_eq!(e.core.slot_of(6), None);
+        let frames = std::mem::take(&mut e.io.sent);
+        for f in &frames {
+            e.io.inbox.push_back(answer(f, OFFER, [198, 18, 1, 5]));
+        }
+        e.receive(1_000);
+        let offers = &e.core.stats.types[ExType::DiscoverOffer.index()];
+        assert_eq!((offers.answered, offers.invalid), (4, 0));
+        assert_eq!(offers.lost, 5);
+        assert_eq!(e.core.outstanding, 0);
+    }
+
+    #[test]
+    fn dora_does_not_reuse_its_clients() {
+        let mut e = engine_with(Scenario::Dora, 0, 3, 4);
+        for _ in 0..3 {
+            assert!(matches!(e.core.start(Action::Dora), Start::Started));
+        }
+        assert!(matches!(e.core.start(Action::Dora), Start::Exhausted));
     }
 
     #[test]

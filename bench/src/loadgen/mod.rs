@@ -130,7 +130,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         frame::CLIENT_PORT
     };
     let mix = match args.scenario {
-        Scenario::Dora | Scenario::Relay => Mix::only(Action::Dora),
+        Scenario::Dora | Scenario::Discover | Scenario::Relay => Mix::only(Action::Dora),
         Scenario::Renew => Mix::only(Action::Renew),
         Scenario::Rebind => Mix::only(Action::Rebind),
         Scenario::Release => Mix::only(Action::Release),
@@ -138,7 +138,13 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     };
     let fixed_total = args.fixed_clients();
     let planned = args.planned_exchanges();
-    let table = Arc::new(AddrTable::new(fixed_total + planned));
+    // Nothing is ACKed in a DISCOVER flood: no address to remember.
+    let acked = if args.scenario.discover_only() {
+        0
+    } else {
+        fixed_total + planned
+    };
+    let table = Arc::new(AddrTable::new(acked));
 
     // The ARP socket also keeps the interface promiscuous for the run.
     let arp = arp::ArpResponder::start(ifindex, table.clone(), !args.no_arp)
@@ -302,6 +308,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     }
     let mut types = match args.scenario {
         Scenario::Dora | Scenario::Relay => vec![ExType::DiscoverOffer, ExType::RequestAck],
+        Scenario::Discover => vec![ExType::DiscoverOffer],
         Scenario::Renew => vec![ExType::RenewAck],
         Scenario::Rebind => vec![ExType::RebindAck],
         Scenario::Release => vec![ExType::Release],
@@ -382,19 +389,27 @@ fn plans(args: &Args, mix: &Mix, fixed_total: u64) -> Vec<ThreadPlan> {
     (0..threads)
         .map(|t| {
             let count = args.count.map(|c| share(c, threads, t));
+            // discover reuses its clients round-robin past the limit; dora
+            // and relay end their send phase there.
             let fresh_limit = match args.scenario {
-                Scenario::Dora | Scenario::Relay => match args.clients {
+                Scenario::Dora | Scenario::Discover | Scenario::Relay => match args.clients {
                     Some(n) => share(n, threads, t),
                     None => u64::MAX,
                 },
                 Scenario::Mixed => u64::MAX,
                 _ => 0,
             };
-            // Every DORA alive within two drop times (DISCOVER then REQUEST)
-            // at the offered rate, with room to spare.
+            // Every DORA alive within two drop times (DISCOVER then REQUEST;
+            // one for a lone DISCOVER) at the offered rate, with room to
+            // spare.
+            let drops = if args.scenario.discover_only() {
+                1.0
+            } else {
+                2.0
+            };
             let ring = if dora_share > 0.0 {
                 let live =
-                    rate_t * dora_share * (2.0 * args.drop_time_ms as f64 / 1000.0 + 1.0) * 2.0;
+                    rate_t * dora_share * (drops * args.drop_time_ms as f64 / 1000.0 + 1.0) * 2.0;
                 let mut r = (live.ceil() as u64).max(64).next_power_of_two();
                 if let Some(c) = count {
                     r = r.min(c.max(1));
@@ -465,5 +480,52 @@ fn progress_loop(
         );
         last_sent = sent;
         last_t = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn plan_of(extra: &[&str]) -> Vec<ThreadPlan> {
+        let mut v = vec!["irondhcp-loadgen", "--iface", "eth0"];
+        v.extend_from_slice(extra);
+        let args = Args::try_parse_from(v).unwrap();
+        args.validate().unwrap();
+        let mix = Mix::only(Action::Dora);
+        plans(&args, &mix, args.fixed_clients())
+    }
+
+    #[test]
+    fn a_discover_flood_plans_its_clients_for_reuse() {
+        // 4,000 DISCOVERs from 500 clients over two threads: 250 each, and
+        // a ring no longer than that (a reused client finds its slot).
+        let p = plan_of(&[
+            "--scenario",
+            "discover",
+            "--clients",
+            "500",
+            "--rate",
+            "2000",
+            "--duration",
+            "2",
+            "--threads",
+            "2",
+        ]);
+        assert_eq!(p.len(), 2);
+        for t in &p {
+            assert_eq!((t.fixed, t.fresh_limit), (0, 250));
+            assert!(t.ring >= 1 && t.ring <= 250, "ring {}", t.ring);
+            assert_eq!(t.rate, 1000.0);
+            assert_eq!(t.count, None);
+        }
+        // Without --clients: a new MAC for every DISCOVER, as for dora.
+        let p = plan_of(&["--scenario", "discover", "--rate", "2000"]);
+        assert_eq!(p[0].fresh_limit, u64::MAX);
+        // A lone DISCOVER lives one drop time, a DORA two: a smaller ring.
+        let dora = plan_of(&["--scenario", "dora", "--rate", "20000"]);
+        let discover = plan_of(&["--scenario", "discover", "--rate", "20000"]);
+        assert!(discover[0].ring < dora[0].ring);
     }
 }

@@ -8,6 +8,10 @@ use std::str::FromStr;
 pub enum Scenario {
     /// Full four-way exchanges, each by a new client.
     Dora,
+    /// DISCOVERs only: the exchange ends with the OFFER (no REQUEST), the
+    /// flood a server must survive. With `--clients N` the N clients are
+    /// reused round-robin for as long as the run lasts.
+    Discover,
     /// Bound clients renew (unicast REQUEST in RENEWING state).
     Renew,
     /// Bound clients rebind (broadcast REQUEST in REBINDING state).
@@ -24,6 +28,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Self::Dora => "dora",
+            Self::Discover => "discover",
             Self::Renew => "renew",
             Self::Rebind => "rebind",
             Self::Release => "release",
@@ -41,8 +46,14 @@ impl Scenario {
                 mix.weight(Action::Renew) + mix.weight(Action::Rebind) + mix.weight(Action::Release)
                     > 0
             }
-            Self::Dora | Self::Relay => false,
+            Self::Dora | Self::Discover | Self::Relay => false,
         }
+    }
+
+    /// Whether an OFFER completes the exchange (no REQUEST follows) and the
+    /// `--clients` clients are reused round-robin once all have sent.
+    pub fn discover_only(self) -> bool {
+        self == Self::Discover
     }
 }
 

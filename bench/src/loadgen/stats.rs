@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::cpu::ServerCpu;
-use super::scenario::ExType;
+use super::scenario::{ExType, Scenario};
 
 /// How far (as a fraction) the achieved send rate may fall below the
 /// offered one before the run is generator-bound.
@@ -365,12 +365,20 @@ impl Report {
     }
 
     /// Exchanges the server completed: answered renewals and rebinds, a
-    /// DORA's ACK (a DORA counts once), sent RELEASEs (they have no answer).
+    /// DORA's ACK (a DORA counts once), sent RELEASEs (they have no answer),
+    /// and in a `discover` run the OFFERs (no REQUEST follows them).
     pub fn exchanges_done(&self) -> u64 {
+        let offers_complete = self.scenario == Scenario::Discover.name();
         self.exchanges
             .iter()
             .map(|(name, e)| match name.as_str() {
-                n if n == ExType::DiscoverOffer.name() => 0,
+                n if n == ExType::DiscoverOffer.name() => {
+                    if offers_complete {
+                        e.answered
+                    } else {
+                        0
+                    }
+                }
                 n if n == ExType::Release.name() => e.sent,
                 _ => e.answered,
             })
@@ -704,5 +712,32 @@ mod tests {
         t.answer(3_600_000_000_000);
         assert_eq!(t.answered, 2);
         assert_eq!(t.hist.len(), 2);
+    }
+
+    #[test]
+    fn a_discover_run_completes_its_exchanges_with_the_offer() {
+        let mut s = Stats::default();
+        let o = s.of(ExType::DiscoverOffer);
+        o.sent = 1000;
+        for _ in 0..990 {
+            o.answer(50_000);
+        }
+        o.lost = 10;
+        s.sends = sends(1000, 0, 2_000_000);
+        let dora = s.report(head(), &[ExType::DiscoverOffer], 2.0);
+        assert_eq!(dora.exchanges_done(), 0, "a DORA is done at its ACK");
+        let discover = s.report(
+            ReportHead {
+                scenario: "discover".into(),
+                ..head()
+            },
+            &[ExType::DiscoverOffer],
+            2.0,
+        );
+        assert_eq!(discover.exchanges_done(), 990);
+        assert_eq!(discover.dora_per_s, 0.0);
+        assert!((discover.loss_ratio - 0.01).abs() < 1e-12);
+        assert!(!discover.generator_bound);
+        assert!(!discover.table().contains("REQUEST-ACK"));
     }
 }

@@ -11,7 +11,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use irondhcp_fastpath::counters::{CounterSnapshot, DropReason, MESSAGE_TYPE_NAMES};
 use irondhcp_fastpath::lease_map::LeaseMap;
 use irondhcp_fastpath::worker::WorkerShared;
 use irondhcp_xdp_loader::XdpProgram;
@@ -22,6 +21,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::plane::Query;
+use crate::stats::Stats;
 
 /// A request line.
 #[derive(Debug, Serialize, Deserialize)]
@@ -116,34 +116,6 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
     }
 }
 
-fn packet_counters(workers: &[Arc<WorkerShared>]) -> Value {
-    let mut total = CounterSnapshot::default();
-    for w in workers {
-        total.add(&w.counters.snapshot());
-    }
-    let by_type = |arr: &[u64; 9]| {
-        MESSAGE_TYPE_NAMES
-            .iter()
-            .zip(arr.iter())
-            .map(|(n, v)| (n.to_string(), json!(v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    let drops: serde_json::Map<_, _> = DropReason::ALL
-        .iter()
-        .map(|r| (r.name().to_string(), json!(total.drops[*r as usize])))
-        .collect();
-    json!({
-        "rx_frames": total.rx_frames,
-        "tx_frames": total.tx_frames,
-        "answered_from_map": total.answered_from_map,
-        "to_control": total.to_control,
-        "received": by_type(&total.received),
-        "sent": by_type(&total.sent),
-        "drops": drops,
-        "drops_total": total.total_drops(),
-    })
-}
-
 async fn answer(command: &str, ctx: &CtlContext) -> Value {
     match command {
         "stats" => {
@@ -158,30 +130,14 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                 Ok(g) => g.as_ref().and_then(|p| p.counters().ok()),
                 Err(_) => None,
             };
-            json!({
-                "result": 0,
-                "server_id": ctx.server_id,
-                "pools": plane.pools,
-                "control": {
-                    "offers": plane.offers, "acks": plane.acks, "naks": plane.naks,
-                    "pool_exhausted": plane.pool_exhausted, "commits": plane.commits,
-                    "store_errors": plane.store_errors,
-                    "write_behind_pending": plane.write_behind_pending,
-                    "reply_drops": plane.reply_drops, "shed": plane.shed,
-                },
-                "packets": packet_counters(&ctx.workers),
-                "lease_map": {
-                    "leases": ctx.leases.len(),
-                    "capacity": ctx.leases.capacity(),
-                    "bytes": ctx.leases.memory_bytes(),
-                },
-                "process": process_memory(),
-                "xdp": xdp.map(|c| json!({
-                    "redirected": c.redirected, "passed": c.passed,
-                    "malformed": c.malformed, "no_socket": c.no_socket,
-                    "not_ours": c.not_ours, "fragments": c.fragments,
-                })),
-            })
+            let stats = Stats::gather(&ctx.server_id, plane, &ctx.workers, &ctx.leases, xdp);
+            match serde_json::to_value(&stats) {
+                Ok(Value::Object(mut m)) => {
+                    m.insert("result".into(), json!(0));
+                    Value::Object(m)
+                }
+                _ => json!({"result": 1, "text": "statistics could not be rendered"}),
+            }
         }
         "leases" => {
             let (tx, rx) = oneshot::channel();
@@ -197,16 +153,6 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
             json!({"result": 2, "text": format!("unknown command {other:?}; known: stats, leases")})
         }
     }
-}
-
-/// Resident and peak memory of this process, from /proc/self/status.
-fn process_memory() -> Value {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = |key: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(key))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    json!({ "rss_kib": kib("VmRSS:"), "peak_rss_kib": kib("VmHWM:") })
 }
 
 /// Sends one command and returns the response (for `irondhcp-ctl` and tests).

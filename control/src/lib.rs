@@ -15,5 +15,6 @@ pub mod ctl;
 pub mod daemon;
 pub mod netif;
 pub mod plane;
+pub mod stats;
 pub mod store;
 pub mod testbed;

@@ -34,7 +34,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
-use crate::store::{LeaseStore, LeaseWrite, WriteOutcome};
+use crate::store::{LeaseStore, LeaseWrite};
+
+mod committer;
+mod events;
+
+use committer::{committer, CommitDone, CommitJob};
+pub use events::{LeaseEvents, NoEvents};
 
 /// Most messages handled per batch (bounds the time between commits).
 const MAX_BATCH: usize = 2048;
@@ -103,57 +109,10 @@ pub struct PlaneStats {
 }
 
 /// A grant waiting for its commit, with what the ACK needs.
-struct PendingGrant {
+pub(crate) struct PendingGrant {
     worker: u16,
     frame: FrameBuf,
     grant: LeaseWrite,
-}
-
-/// Work for the committer: grants and write-behind, one transaction.
-struct CommitJob {
-    grants: Vec<PendingGrant>,
-    writes: Vec<LeaseWrite>,
-}
-
-/// The committer's answer: per write what became of it, or a failure
-/// (`outcomes` is `None`; the write-behind comes back to be retried).
-struct CommitDone {
-    grants: Vec<PendingGrant>,
-    writes: Vec<LeaseWrite>,
-    /// Grants' outcomes first, then the writes'.
-    outcomes: Option<Vec<WriteOutcome>>,
-}
-
-/// Commits jobs, merging every job queued behind the one in flight.
-async fn committer<S: LeaseStore>(
-    store: Arc<S>,
-    mut jobs: mpsc::UnboundedReceiver<CommitJob>,
-    done: mpsc::Sender<CommitDone>,
-) {
-    while let Some(mut job) = jobs.recv().await {
-        while let Ok(more) = jobs.try_recv() {
-            job.grants.extend(more.grants);
-            job.writes.extend(more.writes);
-        }
-        let n = job.grants.len();
-        let mut all: Vec<LeaseWrite> = job.grants.iter().map(|g| g.grant.clone()).collect();
-        all.extend(job.writes.iter().cloned());
-        let outcomes = match store.apply(&all, unix_now()).await {
-            Ok(out) => Some(out),
-            Err(e) => {
-                tracing::error!(error = %e, grants = n, writes = job.writes.len(), "lease store commit failed");
-                None
-            }
-        };
-        let result = CommitDone {
-            grants: job.grants,
-            writes: job.writes,
-            outcomes,
-        };
-        if done.send(result).await.is_err() {
-            break;
-        }
-    }
 }
 
 /// The control plane.
@@ -167,6 +126,8 @@ pub struct Plane<S: LeaseStore> {
     pub reclaim_every: Duration,
     /// Reclaim's time: never jumps forward with the wall clock.
     clock: ReclaimClock,
+    /// Where committed batches are told (a no-op on one box).
+    events: Arc<dyn LeaseEvents>,
     /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
     /// Grants handed to the committer and not yet reported back.
@@ -195,11 +156,18 @@ impl<S: LeaseStore> Plane<S> {
             write_behind,
             reclaim_every,
             clock: ReclaimClock::start(),
+            events: Arc::new(NoEvents),
             pending: Vec::new(),
             grants_in_flight: 0,
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
         }
+    }
+
+    /// Tells `events` of every committed batch (the cluster's publisher).
+    pub fn with_events(mut self, events: Arc<dyn LeaseEvents>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Runs until `shutdown` turns true; then stops allocating, persists the
@@ -227,7 +195,12 @@ impl<S: LeaseStore> Plane<S> {
         // committed (at most the pools), write-behind by the leases.
         let (job_tx, job_rx) = mpsc::unbounded_channel::<CommitJob>();
         let (done_tx, mut done_rx) = mpsc::channel::<CommitDone>(64);
-        let committer = tokio::spawn(committer(self.store.clone(), job_rx, done_tx));
+        let committer = tokio::spawn(committer(
+            self.store.clone(),
+            self.events.clone(),
+            job_rx,
+            done_tx,
+        ));
         let mut flush = tokio::time::interval(self.write_behind / 2);
         let mut reclaim = tokio::time::interval(self.reclaim_every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -493,7 +466,7 @@ mod tests {
     use super::*;
     use crate::alloc::Timers;
     use crate::config::Config;
-    use crate::store::{LeaseRecord, StoreError};
+    use crate::store::{LeaseRecord, StoreError, WriteOutcome};
     use irondhcp_fastpath::channel::{key_hash, ClientKey};
     use irondhcp_fastpath::lease_map::LeaseMap;
     use std::net::Ipv4Addr;
@@ -531,6 +504,21 @@ mod tests {
             Ok(vec![Some(1); writes.len()])
         }
         async fn close(&self) {}
+    }
+
+    /// Records what the lease-events hook hears.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<LeaseWrite>>);
+
+    impl LeaseEvents for Recorder {
+        fn committed(&self, writes: &[LeaseWrite], outcomes: &[WriteOutcome]) {
+            let mut v = self.0.lock().unwrap();
+            for (w, o) in writes.iter().zip(outcomes) {
+                if o.is_some() {
+                    v.push(w.clone());
+                }
+            }
+        }
     }
 
     fn plane(
@@ -588,6 +576,8 @@ mod tests {
     async fn store_outage_withholds_acks_and_keeps_write_behind() {
         let store = Arc::new(FlakyStore::default());
         let (p, replies) = plane(store.clone());
+        let heard = Arc::new(Recorder::default());
+        let p = p.with_events(heard.clone());
         let (alloc_tx, allocs) = crossbeam_channel::bounded(16);
         let (event_tx, events) = crossbeam_channel::bounded(16);
         let bell = Arc::new(Doorbell::new().unwrap());
@@ -651,6 +641,14 @@ mod tests {
         stop_tx.send(true).unwrap();
         let stats = task.await.unwrap();
         assert!(stats.store_errors >= 3, "{stats:?}");
+        // The hook heard the grant and the extension, after their commit.
+        let h = heard.0.lock().unwrap();
+        assert!(h
+            .iter()
+            .any(|w| matches!(w, LeaseWrite::Grant { address, .. } if *address == addr)));
+        assert!(h
+            .iter()
+            .any(|w| matches!(w, LeaseWrite::Extend { expiry: e, .. } if *e == expiry)));
         assert_eq!(stats.write_behind_pending, 0);
         assert_eq!(stats.acks, 1);
     }

@@ -1,0 +1,210 @@
+//! Everything the server counts, gathered once into one typed structure.
+//!
+//! The management socket renders it as JSON today; the HTTP API and
+//! Prometheus `/metrics` will render the same structure, so a counter is
+//! defined, summed and named in one place (docs/decisions.md, 5).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use irondhcp_fastpath::counters::{CounterSnapshot, DropReason, MESSAGE_TYPE_NAMES};
+use irondhcp_fastpath::lease_map::LeaseMap;
+use irondhcp_fastpath::worker::WorkerShared;
+use irondhcp_xdp_loader::XdpCounters;
+use serde::Serialize;
+
+use crate::alloc::PoolStats;
+use crate::plane::PlaneStats;
+
+/// One snapshot of every counter.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub server_id: String,
+    pub pools: Vec<PoolStats>,
+    pub control: ControlStats,
+    pub packets: PacketStats,
+    pub lease_map: LeaseMapStats,
+    pub process: ProcessStats,
+    /// `None` once the XDP program is detached (shutting down).
+    pub xdp: Option<XdpStats>,
+}
+
+/// The control plane's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlStats {
+    pub offers: u64,
+    pub acks: u64,
+    pub naks: u64,
+    pub pool_exhausted: u64,
+    pub commits: u64,
+    pub store_errors: u64,
+    pub write_behind_pending: usize,
+    pub reply_drops: u64,
+    pub shed: u64,
+}
+
+/// The workers' counters, summed over queues.
+#[derive(Debug, Clone, Serialize)]
+pub struct PacketStats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub answered_from_map: u64,
+    pub to_control: u64,
+    /// By DHCP message type name.
+    pub received: BTreeMap<&'static str, u64>,
+    pub sent: BTreeMap<&'static str, u64>,
+    /// By drop reason name.
+    pub drops: BTreeMap<&'static str, u64>,
+    pub drops_total: u64,
+}
+
+/// Size of the lease map.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseMapStats {
+    pub leases: usize,
+    pub capacity: usize,
+    pub bytes: usize,
+}
+
+/// Resident and peak memory of the daemon.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessStats {
+    pub rss_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// The XDP program's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct XdpStats {
+    pub redirected: u64,
+    pub passed: u64,
+    pub malformed: u64,
+    pub no_socket: u64,
+    pub not_ours: u64,
+    pub fragments: u64,
+}
+
+impl Stats {
+    /// Gathers the snapshot from the plane's counters, the workers', the
+    /// lease map, the process and the XDP program.
+    pub fn gather(
+        server_id: &str,
+        plane: PlaneStats,
+        workers: &[Arc<WorkerShared>],
+        leases: &LeaseMap,
+        xdp: Option<XdpCounters>,
+    ) -> Self {
+        Stats {
+            server_id: server_id.to_string(),
+            control: ControlStats {
+                offers: plane.offers,
+                acks: plane.acks,
+                naks: plane.naks,
+                pool_exhausted: plane.pool_exhausted,
+                commits: plane.commits,
+                store_errors: plane.store_errors,
+                write_behind_pending: plane.write_behind_pending,
+                reply_drops: plane.reply_drops,
+                shed: plane.shed,
+            },
+            pools: plane.pools,
+            packets: PacketStats::sum(workers),
+            lease_map: LeaseMapStats {
+                leases: leases.len(),
+                capacity: leases.capacity(),
+                bytes: leases.memory_bytes(),
+            },
+            process: ProcessStats::read(),
+            xdp: xdp.map(|c| XdpStats {
+                redirected: c.redirected,
+                passed: c.passed,
+                malformed: c.malformed,
+                no_socket: c.no_socket,
+                not_ours: c.not_ours,
+                fragments: c.fragments,
+            }),
+        }
+    }
+}
+
+impl PacketStats {
+    /// The workers' counters summed.
+    pub fn sum(workers: &[Arc<WorkerShared>]) -> Self {
+        let mut total = CounterSnapshot::default();
+        for w in workers {
+            total.add(&w.counters.snapshot());
+        }
+        Self::from_snapshot(&total)
+    }
+
+    fn from_snapshot(t: &CounterSnapshot) -> Self {
+        let by_type = |arr: &[u64; 9]| {
+            MESSAGE_TYPE_NAMES
+                .iter()
+                .zip(arr.iter())
+                .map(|(n, v)| (*n, *v))
+                .collect()
+        };
+        PacketStats {
+            rx_frames: t.rx_frames,
+            tx_frames: t.tx_frames,
+            answered_from_map: t.answered_from_map,
+            to_control: t.to_control,
+            received: by_type(&t.received),
+            sent: by_type(&t.sent),
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name(), t.drops[*r as usize]))
+                .collect(),
+            drops_total: t.total_drops(),
+        }
+    }
+}
+
+impl ProcessStats {
+    /// From /proc/self/status (None where it cannot be read).
+    pub fn read() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Self::parse(&status)
+    }
+
+    fn parse(status: &str) -> Self {
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        ProcessStats {
+            rss_kib: kib("VmRSS:"),
+            peak_rss_kib: kib("VmHWM:"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_stats_name_every_type_and_reason() {
+        let mut t = CounterSnapshot::default();
+        t.received[1] = 7;
+        t.drops[DropReason::NotFromClient as usize] = 2;
+        let p = PacketStats::from_snapshot(&t);
+        assert_eq!(p.received["discover"], 7);
+        assert_eq!(p.drops["not_from_client"], 2);
+        assert_eq!(p.drops.len(), DropReason::COUNT);
+        assert_eq!(p.drops_total, 2);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v.pointer("/received/discover").unwrap(), 7);
+    }
+
+    #[test]
+    fn process_memory_from_status_text() {
+        let p = ProcessStats::parse("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n");
+        assert_eq!((p.rss_kib, p.peak_rss_kib), (Some(1024), Some(2048)));
+        assert_eq!(ProcessStats::parse("").rss_kib, None);
+    }
+}

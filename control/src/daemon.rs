@@ -236,15 +236,15 @@ pub async fn run(
     let stats = plane_task.await.unwrap_or_default();
     let _ = ctl_task.await;
     store.close().await;
-    if stats.write_behind_pending > 0 {
+    if stats.counters.write_behind_pending > 0 {
         tracing::error!(
-            pending = stats.write_behind_pending,
+            pending = stats.counters.write_behind_pending,
             "lease writes could not be persisted at shutdown"
         );
     }
     tracing::info!(
-        acks = stats.acks,
-        commits = stats.commits,
+        acks = stats.counters.acks,
+        commits = stats.counters.commits,
         "irondhcp stopped"
     );
     Ok(stats)

@@ -30,7 +30,7 @@ pub struct Stats {
 }
 
 /// The control plane's counters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ControlStats {
     pub offers: u64,
     pub acks: u64,
@@ -40,6 +40,7 @@ pub struct ControlStats {
     pub store_errors: u64,
     pub write_behind_pending: usize,
     pub reply_drops: u64,
+    /// REQUESTs dropped because too many grants were waiting for the store.
     pub shed: u64,
 }
 
@@ -96,17 +97,7 @@ impl Stats {
     ) -> Self {
         Stats {
             server_id: server_id.to_string(),
-            control: ControlStats {
-                offers: plane.offers,
-                acks: plane.acks,
-                naks: plane.naks,
-                pool_exhausted: plane.pool_exhausted,
-                commits: plane.commits,
-                store_errors: plane.store_errors,
-                write_behind_pending: plane.write_behind_pending,
-                reply_drops: plane.reply_drops,
-                shed: plane.shed,
-            },
+            control: plane.counters,
             pools: plane.pools,
             packets: PacketStats::sum(workers),
             lease_map: LeaseMapStats {

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
+use crate::stats::ControlStats;
 use crate::store::{LeaseStore, LeaseWrite};
 
 mod committer;
@@ -96,16 +97,7 @@ pub enum Query {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PlaneStats {
     pub pools: Vec<PoolStats>,
-    pub offers: u64,
-    pub acks: u64,
-    pub naks: u64,
-    pub pool_exhausted: u64,
-    pub commits: u64,
-    pub store_errors: u64,
-    pub write_behind_pending: usize,
-    pub reply_drops: u64,
-    /// REQUESTs dropped because too many grants were waiting for the store.
-    pub shed: u64,
+    pub counters: ControlStats,
 }
 
 /// A grant waiting for its commit, with what the ACK needs.
@@ -300,7 +292,7 @@ impl<S: LeaseStore> Plane<S> {
                 }
             }
         }
-        self.stats.write_behind_pending = self.pending.len();
+        self.stats.counters.write_behind_pending = self.pending.len();
         self.stats.clone()
     }
 
@@ -327,8 +319,8 @@ impl<S: LeaseStore> Plane<S> {
             Query::Stats(tx) => {
                 let mut s = self.stats.clone();
                 s.pools = self.alloc.stats(unix_now());
-                s.pool_exhausted = self.alloc.exhausted;
-                s.write_behind_pending = self.pending.len();
+                s.counters.pool_exhausted = self.alloc.exhausted;
+                s.counters.write_behind_pending = self.pending.len();
                 let _ = tx.send(s);
             }
             Query::Leases(tx) => {
@@ -354,18 +346,18 @@ impl<S: LeaseStore> Plane<S> {
 
     fn reply(&mut self, worker: u16, decision: AllocDecision, frame: FrameBuf) {
         match decision {
-            AllocDecision::Offer { .. } => self.stats.offers += 1,
-            AllocDecision::Ack { .. } => self.stats.acks += 1,
-            AllocDecision::Nak => self.stats.naks += 1,
+            AllocDecision::Offer { .. } => self.stats.counters.offers += 1,
+            AllocDecision::Ack { .. } => self.stats.counters.acks += 1,
+            AllocDecision::Nak => self.stats.counters.naks += 1,
             AllocDecision::Ignore => return,
         }
         let w = worker as usize;
         let (Some(tx), Some(shared)) = (self.replies.get(w), self.workers.get(w)) else {
-            self.stats.reply_drops += 1;
+            self.stats.counters.reply_drops += 1;
             return;
         };
         if tx.try_send(AllocReply { decision, frame }).is_err() {
-            self.stats.reply_drops += 1;
+            self.stats.counters.reply_drops += 1;
             // A full reply channel means the worker is behind: wake it now.
             shared.doorbell.ring();
             return;
@@ -402,7 +394,7 @@ impl<S: LeaseStore> Plane<S> {
                         }
                         AllocKind::Request | AllocKind::Renew => {
                             if self.grants_in_flight + grants.len() >= MAX_GRANTS_IN_FLIGHT {
-                                self.stats.shed += 1;
+                                self.stats.counters.shed += 1;
                                 continue;
                             }
                             let outcome = if req.kind == AllocKind::Request {
@@ -436,7 +428,7 @@ impl<S: LeaseStore> Plane<S> {
         self.grants_in_flight = self.grants_in_flight.saturating_sub(n);
         match &d.outcomes {
             Some(out) => {
-                self.stats.commits += 1;
+                self.stats.counters.commits += 1;
                 // Persisted extensions raise the durable expiry the fast
                 // path's promise bound follows.
                 for (w, o) in d.writes.iter().zip(out.iter().skip(n)) {
@@ -446,7 +438,7 @@ impl<S: LeaseStore> Plane<S> {
                 }
             }
             None => {
-                self.stats.store_errors += 1;
+                self.stats.counters.store_errors += 1;
                 self.pending.extend(d.writes);
             }
         }
@@ -640,7 +632,7 @@ mod tests {
         );
         stop_tx.send(true).unwrap();
         let stats = task.await.unwrap();
-        assert!(stats.store_errors >= 3, "{stats:?}");
+        assert!(stats.counters.store_errors >= 3, "{stats:?}");
         // The hook heard the grant and the extension, after their commit.
         let h = heard.0.lock().unwrap();
         assert!(h
@@ -649,7 +641,7 @@ mod tests {
         assert!(h
             .iter()
             .any(|w| matches!(w, LeaseWrite::Extend { expiry: e, .. } if *e == expiry)));
-        assert_eq!(stats.write_behind_pending, 0);
-        assert_eq!(stats.acks, 1);
+        assert_eq!(stats.counters.write_behind_pending, 0);
+        assert_eq!(stats.counters.acks, 1);
     }
 }

@@ -222,7 +222,7 @@ id = "fz"
 address = "10.0.0.1"
 interface = "eth1"
 queues = [0, 1]
-cores = [2, 3]
+cores = [0, 1]
 control_cores = [0]
 idle_spin_us = 0
 xdp_mode = "generic"
@@ -284,13 +284,36 @@ pools = ["172.16.0.1-172.16.0.2"]
 storage = { url = "sqlite://l.db" }
 subnet = [
   { id = 1, cidr = "10.9.0.0/16", pools = ["10.9.0.2-10.9.255.254"], lease_time = 10 },
-  { id = 2, cidr = "10.10.0.0/8", reservation = [{ client_id = "01", address = "10.10.0.1" }] },
+  { id = 2, cidr = "10.10.0.0/16", reservation = [{ client_id = "01", address = "10.10.0.1" }] },
 ]
 "#;
-    vec![
+    let mut files: Vec<(String, Vec<u8>)> = vec![
         ("example".into(), example.as_bytes().to_vec()),
         ("minimal".into(), minimal.as_bytes().to_vec()),
         ("every-option".into(), every_option.as_bytes().to_vec()),
         ("inline-tables".into(), inline_tables.as_bytes().to_vec()),
-    ]
+    ];
+    // The minimal file plus one feature each: small inputs keep the
+    // mutations on the feature (a byte-level fuzzer rarely reaches a
+    // value deep inside a 3 KB file, such as a reservation's hex).
+    let features = [
+        ("hw-reservation", "[[subnet.reservation]]\nhw_address = \"02:00:00:00:00:01\"\naddress = \"10.0.0.5\"\n"),
+        ("id-reservation", "[[subnet.reservation]]\nclient_id = \"01:02\"\naddress = \"10.0.0.6\"\n"),
+        ("hex-option", "[[subnet.option]]\ncode = 43\nhex = \"0a0b\"\n"),
+        ("text-option", "[[subnet.option]]\ncode = 15\ntext = \"x\"\nalways_send = true\n"),
+        ("ips-option", "[[subnet.option]]\ncode = 42\nips = [\"10.0.0.9\"]\n"),
+        ("int-options", "[[subnet.option]]\ncode = 2\nu32 = 7\n[[subnet.option]]\ncode = 26\nu16 = 1500\n[[subnet.option]]\ncode = 19\nu8 = 0\n"),
+        ("times", "lease_time = 60\nrenew_time = 20\nrebind_time = 50\nmclt = 30\n"),
+        ("second-subnet", "[[subnet]]\nid = 2\ncidr = \"10.1.0.0/30\"\npools = [\"10.1.0.1-10.1.0.2\"]\n"),
+        ("named-subnet-fields", "routers = [\"10.0.0.1\"]\ndns_servers = [\"10.0.0.53\"]\ndomain_name = \"d\"\n"),
+    ];
+    for (name, tail) in features {
+        files.push((name.into(), format!("{minimal}{tail}").into_bytes()));
+    }
+    let server = minimal.replace(
+        "interface = \"eth1\"\n",
+        "interface = \"eth1\"\nqueues = [0]\ncores = [1]\ncontrol_cores = [0]\nxdp_mode = \"native\"\nauthoritative = false\nwrite_behind_ms = 1\nchannel_capacity = 16\n",
+    );
+    files.push(("server-keys".into(), server.into_bytes()));
+    files
 }

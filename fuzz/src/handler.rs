@@ -4,7 +4,8 @@
 //! The world is the handler fixtures' (`fastpath/tests/wire_support`): three
 //! subnets (local, relayed, link-selection) and a lease map holding leases
 //! of the fixture client by MAC and by client id, a foreign lease, a
-//! declined address and an expired lease, so that mutated fixture frames
+//! declined address, an expired lease, and (added here) a lease near the
+//! promise bound, so that mutated fixture frames
 //! reach the renew, rebind, init-reboot, release and decline paths and not
 //! only "unknown client, ask the control plane". One map serves every
 //! input, and the target asserts that no input changes it (workers only
@@ -27,14 +28,16 @@
 use std::net::Ipv4Addr;
 
 use irondhcp_bench::loadgen::reply::{self as lg, Parsed};
-use irondhcp_fastpath::channel::AllocDecision;
+use irondhcp_fastpath::channel::{AllocDecision, ClientKey};
 use irondhcp_fastpath::config::FastConfig;
 use irondhcp_fastpath::counters::WorkerCounters;
 use irondhcp_fastpath::handler::{build_decision_reply, handle, HandlerCtx, Verdict};
 use irondhcp_fastpath::lease_map::{LeaseMap, LeaseView};
 use irondhcp_fastpath::wire::{parse_dhcp, parse_frame, DhcpMessage, FrameInfo};
 
-use super::wire_support::{checksums_ok, config, populated_lease_map, NOW, SERVER_IP, SERVER_MAC};
+use super::wire_support::{
+    checksums_ok, config, leased, populated_lease_map, LOCAL, NOW, SERVER_IP, SERVER_MAC,
+};
 
 /// The TX buffer a worker hands the handler: one UMEM frame (the default
 /// 2048-byte frame size of `fastpath::xsk`).
@@ -45,6 +48,9 @@ pub const TX_BUF: usize = 2048;
 /// an address, but the reply code must not trust that it does not).
 const FREE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 160);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 5);
+/// A client of the local subnet whose lease is near the promise bound.
+pub const NEAR_BOUND_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x66];
+pub const NEAR_BOUND_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 154);
 
 /// The configurations and the lease map every input runs against.
 struct World {
@@ -58,6 +64,20 @@ struct World {
 impl World {
     fn new() -> World {
         let leases = populated_lease_map();
+        // A valid lease whose durable expiry lags so far behind that a
+        // renewal from memory may not promise half a lease: the request
+        // must take the durable path (the promise bound of
+        // docs/decisions.md), which the fixture map alone never reaches.
+        let near_bound = LeaseView {
+            durable: NOW - 100,
+            ..leased(
+                ClientKey::from_hw(1, &NEAR_BOUND_MAC).hash(LOCAL.0),
+                NOW + 1000,
+            )
+        };
+        if let Err(e) = leases.set(NEAR_BOUND_ADDR, near_bound) {
+            panic!("the fixture map covers {NEAR_BOUND_ADDR}: {e}");
+        }
         let snapshot = Self::contents(&leases);
         World {
             authoritative: config(true),

@@ -22,6 +22,7 @@ use irondhcp_fastpath::channel::AllocDecision;
 use irondhcp_fastpath::counters::WorkerCounters;
 use irondhcp_fastpath::handler::{build_decision_reply, handle, HandlerCtx, Verdict};
 
+use super::handler::{NEAR_BOUND_ADDR, NEAR_BOUND_MAC};
 use super::wire_support::*;
 
 /// Frames for the `handler` target, named.
@@ -144,6 +145,17 @@ pub fn handler() -> Vec<(String, Vec<u8>)> {
                 m
             },
             Path::broadcast(),
+        ),
+        (
+            "renew-near-the-promise-bound",
+            {
+                let mut m = msg(T::Request);
+                m.set_flags(v4::Flags::default());
+                m.set_ciaddr(NEAR_BOUND_ADDR);
+                m.set_chaddr(&NEAR_BOUND_MAC);
+                m
+            },
+            Path::unicast(NEAR_BOUND_ADDR, NEAR_BOUND_MAC),
         ),
     ];
     for (name, m, p) in extra {

@@ -1,7 +1,9 @@
 //! Seed inputs of the three targets, written into `fuzz/corpus/<target>/`
 //! by `cargo test -p irondhcp-bench --test fuzz_regressions -- --ignored
 //! write_seed_corpora` (the captured frames of real clients come from
-//! `fuzz/capture.sh` instead).
+//! `fuzz/capture.sh` instead). dhcproto encodes options from a hash map,
+//! so a regeneration may reorder the options of unchanged frames: commit
+//! only the files that were meant to change.
 //!
 //! * `handler`: the request frames of the handler fixtures
 //!   (`wire_support::seed_frames`, every message type and path the handler

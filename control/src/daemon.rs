@@ -86,7 +86,7 @@ pub async fn run(
     let mut live = 0u64;
     let stored = store
         .load_each(|r| {
-            if alloc.load_one(&r) {
+            if alloc.apply_record(&r) {
                 live += 1;
             }
         })

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use irondhcp_control::testbed::{require_root, Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
 
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
 # Minimal udhcpc script: configure the address, log the event.

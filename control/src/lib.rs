@@ -17,4 +17,3 @@ pub mod netif;
 pub mod plane;
 pub mod stats;
 pub mod store;
-pub mod testbed;

@@ -4,7 +4,7 @@
 //! by `dhcproto` after its IPv4 and UDP checksums are verified, and checked
 //! for message type, addresses, destination and the exact option order.
 
-mod wire_support;
+use irondhcp_testkit::fixtures as wire_support;
 
 use std::net::Ipv4Addr;
 

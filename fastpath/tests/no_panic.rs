@@ -9,7 +9,7 @@
 //! the loop reuses one input and one output buffer so that it stays fast
 //! even in a debug build. A proptest adds shrinking for anything it finds.
 
-mod wire_support;
+use irondhcp_testkit::fixtures as wire_support;
 
 use std::time::Instant;
 

@@ -1,7 +1,7 @@
 //! Fuzz target `handler`: one request frame through
 //! `irondhcp_fastpath::handler::handle`, as a worker would run it.
 //!
-//! The world is the handler fixtures' (`fastpath/tests/wire_support`): three
+//! The world is the handler fixtures' (`irondhcp_testkit::fixtures`): three
 //! subnets (local, relayed, link-selection) and a lease map holding leases
 //! of the fixture client by MAC and by client id, a foreign lease, a
 //! declined address, an expired lease, and (added here) a lease near the

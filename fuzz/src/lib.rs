@@ -12,8 +12,8 @@
 //! through `super::`, never `crate::`, so the file works both as this
 //! crate's root and as a module of another crate's test.
 
-#[path = "../../fastpath/tests/wire_support/mod.rs"]
-pub mod wire_support;
+/// The handler fixtures' world and frame builders.
+pub use irondhcp_testkit::fixtures as wire_support;
 
 #[path = "config.rs"]
 pub mod config;

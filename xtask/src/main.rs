@@ -223,13 +223,17 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     require_root("the test suite")?;
     let obj = ebpf(root)?;
-    status(
-        cargo()
-            .current_dir(root)
-            .args(["test", "--workspace"])
-            .args(extra)
-            .env("IRONDHCP_XDP_OBJ", &obj),
-    )
+    // `--workspace` takes in the integration crate (outside the default
+    // members); with `-p` it would override the package chosen.
+    let chosen = extra
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p"));
+    let mut cmd = cargo();
+    cmd.current_dir(root).arg("test");
+    if !chosen {
+        cmd.arg("--workspace");
+    }
+    status(cmd.args(extra).env("IRONDHCP_XDP_OBJ", &obj))
 }
 
 fn lint(root: &Path) -> Result<()> {

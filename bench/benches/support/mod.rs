@@ -1,9 +1,8 @@
 //! Shared set-up of the micro-benchmarks: request frames encoded by
 //! `dhcproto` inside a small Ethernet/IPv4/UDP wrapper, a configuration and a
-//! populated lease map. The approach (and most constants) follow
-//! `fastpath/tests/wire_support`, which a bench crate cannot import; the
-//! wrapper is written independently of `irondhcp_fastpath::wire` so a fixture
-//! is not built by the code it measures.
+//! populated lease map. The frames come from `irondhcp_testkit::fixtures`,
+//! written independently of `irondhcp_fastpath::wire` so a fixture is not
+//! built by the code it measures.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,10 +16,9 @@ use irondhcp_fastpath::channel::ClientKey;
 use irondhcp_fastpath::config::{opt, EncodedOptions, FastConfig, SubnetView};
 use irondhcp_fastpath::lease_map::{LeaseMap, LeaseState, LeaseView};
 
-// The frame builder is fastpath's test helper, shared rather than copied.
-#[path = "../../../fastpath/tests/wire_support/frames.rs"]
-mod frames;
-pub use frames::*;
+// The frame builder is the test kit's, shared rather than copied (its
+// addresses are the ones below).
+pub use irondhcp_testkit::fixtures::frames::*;
 
 pub const NOW: u64 = 1_700_000_000;
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);

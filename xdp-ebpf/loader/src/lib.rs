@@ -22,7 +22,7 @@
 //! *calling thread*. To attach to an interface in another namespace, call
 //! [`XdpProgram::load`] (and drop the program) from a thread that has entered
 //! it with `setns(2)` (e.g. `libc::setns` on `/run/netns/NAME` with
-//! `CLONE_NEWNET`); the tests in `xdp-ebpf/loader/tests/xdp_fixtures.rs` do
+//! `CLONE_NEWNET`); the tests in `integration/tests/xdp_fixtures.rs` do
 //! that.
 
 use std::{

@@ -8,7 +8,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use irondhcp_control::testbed::{perfdhcp_counts, Testbed, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::peers::perfdhcp_counts;
+use irondhcp_testkit::testbed::{Testbed, RELAY_IP, SERVER_IP};
 use serde_json::{json, Value};
 
 use crate::search::{log_trial, testbed_options, Outcome, Trial};

@@ -11,7 +11,7 @@
 //! of every ratio over the repeats.
 //!
 //! Every trial gets a fresh testbed (two network namespaces over veth, see
-//! `irondhcp_control::testbed`) and a fresh server with an empty lease
+//! `irondhcp_testkit::testbed`) and a fresh server with an empty lease
 //! store, so trials do not inherit each other's leases. The load comes from
 //! `irondhcp-loadgen` in the client namespace, which also reads the
 //! server's CPU time (`--server-pid`); a trial in which it could not send
@@ -95,7 +95,7 @@ pub struct Bins {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    irondhcp_control::testbed::require_root("the benchmark");
+    irondhcp_testkit::testbed::require_root("the benchmark");
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

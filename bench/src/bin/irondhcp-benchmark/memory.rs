@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use irondhcp_control::testbed::{Testbed, TestbedOptions};
+use irondhcp_testkit::testbed::{Testbed, TestbedOptions};
 use serde_json::{json, Value};
 
 use crate::Bins;

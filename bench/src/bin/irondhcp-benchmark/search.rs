@@ -11,7 +11,7 @@
 //! loss) achieved.
 
 use anyhow::{bail, Context, Result};
-use irondhcp_control::testbed::{Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
 use serde_json::{json, Value};
 
 use crate::{kea, Args, Bins};
@@ -134,7 +134,7 @@ pub fn trial(
         Scenario::Dora | Scenario::Relay => ((rate * secs * 1.1) as u64).max(100),
         Scenario::Renew => args.renew_clients,
     };
-    let mut cmd = tb.client.command(&bins.loadgen.display().to_string());
+    let mut cmd = tb.client.command(&bins.loadgen);
     if scenario == Scenario::Relay {
         let relay = RELAY_IP.to_string();
         tb.client.exec(&[

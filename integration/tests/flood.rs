@@ -9,30 +9,12 @@
 //! here so that dhclient, on the same client interface, still sees its
 //! own replies.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use irondhcp_control::testbed::{require_root, Testbed, TestbedOptions};
+use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions};
 use serde_json::Value;
-
-/// Builds the daemon once (debug profile) and returns its path.
-fn daemon_bin() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "-p", "irondhcp-control", "--bin", "irondhcp"])
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")))
-        .join("debug/irondhcp")
-}
 
 /// Runs dhclient (in namespace `ns` on `ifname`, its files in `dir`)
 /// until it writes one more lease into `lease_file`, 20 s at most, then
@@ -111,7 +93,8 @@ fn flood(pool: &str, prefix_len: u8) {
         ..TestbedOptions::default()
     })
     .expect("testbed");
-    tb.start_daemon(&daemon_bin()).expect("start irondhcp");
+    tb.start_daemon(&irondhcp_testkit::bins::daemon())
+        .expect("start irondhcp");
 
     // DISCOVERs only, from 100,000 MACs reused round-robin, for 15 s at
     // 40,000/s: about what the generator sends through AF_PACKET here (it
@@ -119,7 +102,7 @@ fn flood(pool: &str, prefix_len: u8) {
     // can send would stretch the run, not the flood).
     let gen = tb
         .client
-        .command(env!("CARGO_BIN_EXE_irondhcp-loadgen"))
+        .command(irondhcp_testkit::bins::loadgen())
         .args(["--iface", &tb.cli_if, "--io", "packet", "--json", "--quiet"])
         .args([
             "--scenario",

@@ -1,7 +1,7 @@
 //! Leases survive a graceful restart and a `kill -9`: a client that renews
 //! after the restart keeps its address, answered from the reloaded map.
 
-use irondhcp_control::testbed::TestbedOptions;
+use irondhcp_testkit::testbed::TestbedOptions;
 
 use crate::{daemon_bin, db_row, events, spawn_udhcpc, started, stat, LONG};
 

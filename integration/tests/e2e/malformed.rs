@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
 use dhcproto::Encodable;
-use irondhcp_control::testbed::{TestbedOptions, SERVER_IP};
+use irondhcp_testkit::testbed::{TestbedOptions, SERVER_IP};
 
 use crate::{events, started, stat, udhcpc_script, LONG};
 
@@ -14,7 +14,10 @@ const FRAMES: usize = 20_000;
 
 /// Ethernet + IPv4 + UDP 68→67 broadcast around `payload`.
 fn frame(payload: &[u8], src_mac: [u8; 6]) -> Vec<u8> {
-    crate::rawclient::frame(payload, &crate::rawclient::Path::broadcast(src_mac))
+    irondhcp_testkit::rawclient::frame(
+        payload,
+        &irondhcp_testkit::rawclient::Path::broadcast(src_mac),
+    )
 }
 
 struct XorShift(u64);

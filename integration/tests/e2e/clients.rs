@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use irondhcp_control::testbed::{Testbed, TestbedOptions};
+use irondhcp_testkit::testbed::{Testbed, TestbedOptions};
 
 use crate::{db_row, events, spawn_udhcpc, started, stat, LONG};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dhcproto::v4::{self, relay, DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Encodable};
-use irondhcp_control::testbed::{TestbedOptions, RELAY_GIADDR, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{TestbedOptions, RELAY_GIADDR, RELAY_IP, SERVER_IP};
 
 use crate::{db_row, started};
 

@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::netns::Netns;
+use crate::testbed::Testbed;
 use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
-use irondhcp_control::testbed::Testbed;
 
 /// The internet checksum of `data`.
 pub fn csum(data: &[u8]) -> u16 {
@@ -235,7 +236,7 @@ pub fn lease_time(m: &Message) -> Option<u32> {
 }
 
 /// The MAC of an interface inside a namespace.
-pub fn mac_in(ns: &irondhcp_control::testbed::Netns, ifname: &str) -> [u8; 6] {
+pub fn mac_in(ns: &Netns, ifname: &str) -> [u8; 6] {
     let out = ns
         .exec(&["cat", &format!("/sys/class/net/{ifname}/address")])
         .expect("read the MAC");

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use irondhcp_control::testbed::{perfdhcp_counts, TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::peers::perfdhcp_counts;
+use irondhcp_testkit::testbed::{TestbedOptions, RELAY_IP, SERVER_IP};
 
 use crate::{db_rows, started};
 

@@ -7,10 +7,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
-use irondhcp_control::testbed::{Testbed, TestbedOptions, SERVER_IP};
+use irondhcp_testkit::testbed::{Testbed, TestbedOptions, SERVER_IP};
 
-use crate::rawclient::{lease_time, mac_in, message, msg_type, Path, RawClient};
 use crate::{daemon_bin, db_row, started};
+use irondhcp_testkit::rawclient::{lease_time, mac_in, message, msg_type, Path, RawClient};
 
 const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa0, 0x01];
 const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xb0, 0x02];

@@ -15,9 +15,12 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::netns::ip;
+pub use crate::netns::{require_root, run, Netns};
 
 /// The served subnet on the veth link (with the default prefix length).
 pub const SUBNET: &str = "198.18.0.0/16";
@@ -29,109 +32,6 @@ pub const RELAY_SUBNET: &str = "198.19.0.0/24";
 pub const RELAY_GIADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
-
-/// Runs a command, failing with its stderr when it exits non-zero.
-pub fn run(cmd: &mut Command) -> io::Result<Output> {
-    let out = cmd.stdin(Stdio::null()).output()?;
-    if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(out)
-}
-
-fn ip(args: &[&str]) -> io::Result<Output> {
-    run(Command::new("ip").args(args))
-}
-
-/// Fails unless running as root, with a message saying why it matters.
-pub fn require_root(what: &str) {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "{what} needs root (network namespaces, veth, XDP); run the suite as root via `cargo xtask test`");
-}
-
-/// A network namespace, deleted on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(name: String) -> io::Result<Self> {
-        ip(&["netns", "add", &name])?;
-        // `ip netns exec` bind-mounts /etc/netns/NAME/resolv.conf over
-        // /etc/resolv.conf: DHCP client scripts then write there, never to
-        // the host's file.
-        let etc = format!("/etc/netns/{name}");
-        std::fs::create_dir_all(&etc)?;
-        std::fs::write(format!("{etc}/resolv.conf"), "")?;
-        let ns = Self { name };
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// A command that runs inside the namespace.
-    pub fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program]);
-        c
-    }
-
-    /// Runs `argv` inside the namespace, failing on a non-zero exit.
-    pub fn exec(&self, argv: &[&str]) -> io::Result<Output> {
-        let mut c = self.command(argv[0]);
-        c.args(&argv[1..]);
-        run(&mut c)
-    }
-}
-
-impl Netns {
-    /// Runs `f` on a thread that has entered this namespace (setns is per
-    /// thread), so tests can open sockets inside it.
-    pub fn run_inside<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> io::Result<T> {
-        let path = format!("/run/netns/{}", self.name);
-        let file = std::fs::File::open(&path)?;
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            // SAFETY: setns on a namespace file we hold open; affects only
-            // this new thread.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(f())
-        })
-        .join()
-        .map_err(|_| io::Error::other("thread inside the namespace panicked"))?
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Kill whatever is left inside (clients that daemonised).
-        let _ = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-            .map(|o| {
-                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                    if let Ok(p) = pid.parse::<i32>() {
-                        // SAFETY: plain kill(2).
-                        unsafe { libc::kill(p, libc::SIGKILL) };
-                    }
-                }
-            });
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
-    }
-}
 
 /// Options of a testbed.
 #[derive(Debug, Clone)]
@@ -308,7 +208,7 @@ domain_name = "testbed.example"
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let mut cmd = self.server.command(&bin.display().to_string());
+        let mut cmd = self.server.command(bin);
         cmd.arg("--config")
             .arg(&self.config)
             .env(
@@ -391,17 +291,7 @@ domain_name = "testbed.example"
 
     /// One management command, answered as JSON.
     pub fn ctl(&self, command: &str) -> io::Result<serde_json::Value> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                crate::ctl::query(&self.socket, command),
-            )
-            .await
-            .map_err(|_| io::Error::other("management socket timed out"))?
-        })
+        crate::ctl::query(&self.socket, command, Duration::from_secs(5))
     }
 
     /// Polls `cond` every 50 ms until it holds or `timeout` passes.
@@ -450,43 +340,5 @@ impl Drop for Testbed {
         if std::env::var_os("IRONDHCP_KEEP_TESTBED").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-/// (sent, received, drops) of one exchange block ("DISCOVER-OFFER",
-/// "REQUEST-ACK") of perfdhcp's report.
-pub fn perfdhcp_counts(report: &str, exchange: &str) -> Option<(u64, u64, u64)> {
-    let block = report.split(exchange).nth(1)?;
-    let num = |key: &str| -> Option<u64> {
-        let line = block.lines().find(|l| l.trim_start().starts_with(key))?;
-        line.split(':')
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((
-        num("sent packets")?,
-        num("received packets")?,
-        num("drops")?,
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn perfdhcp_report_blocks_are_read() {
-        let report = "***Statistics for: DISCOVER-OFFER***\nsent packets: 100\nreceived packets: 98\ndrops: 2\n\
-                      ***Statistics for: REQUEST-ACK***\nsent packets: 98\nreceived packets: 98\ndrops: 0\n";
-        assert_eq!(
-            super::perfdhcp_counts(report, "DISCOVER-OFFER"),
-            Some((100, 98, 2))
-        );
-        assert_eq!(
-            super::perfdhcp_counts(report, "REQUEST-ACK"),
-            Some((98, 98, 0))
-        );
-        assert_eq!(super::perfdhcp_counts(report, "SOLICIT-ADVERTISE"), None);
     }
 }

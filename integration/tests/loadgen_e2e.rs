@@ -1,15 +1,14 @@
 //! End-to-end: the `irondhcp-loadgen` binary against the real `irondhcp`
-//! daemon in a network-namespace testbed (see `irondhcp_control::testbed`).
+//! daemon in a network-namespace testbed (see `irondhcp_testkit::testbed`).
 //!
 //! Needs root (namespaces, veth, XDP). The daemon is not a target of this
 //! crate, so the first test builds it with cargo. The tests hold one lock:
 //! each measures rates, and the machine has two cores.
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 
-use irondhcp_control::testbed::{
+use irondhcp_testkit::testbed::{
     require_root, Testbed, TestbedOptions, RELAY_GIADDR, RELAY_IP, SERVER_IP,
 };
 use serde_json::Value;
@@ -20,41 +19,18 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds the daemon once (debug profile) and returns its path.
-fn daemon_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args(["build", "-p", "irondhcp-control", "--bin", "irondhcp"])
-            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "building irondhcp failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-        let bin = target.join("debug").join("irondhcp");
-        assert!(bin.is_file(), "{} missing after the build", bin.display());
-        bin
-    })
-    .clone()
-}
-
 fn started(opts: &TestbedOptions) -> Testbed {
     require_root("the load generator end-to-end test");
     let mut tb = Testbed::new(opts).expect("create the testbed");
-    tb.start_daemon(&daemon_bin()).expect("start irondhcp");
+    tb.start_daemon(&irondhcp_testkit::bins::daemon())
+        .expect("start irondhcp");
     tb
 }
 
 /// Runs the load generator in the client namespace with `--json` and
 /// returns its report.
 fn loadgen(tb: &Testbed, args: &[&str]) -> Value {
-    let mut cmd = tb.client.command(env!("CARGO_BIN_EXE_irondhcp-loadgen"));
+    let mut cmd = tb.client.command(irondhcp_testkit::bins::loadgen());
     cmd.args(["--iface", &tb.cli_if, "--json"]).args(args);
     let out = cmd.output().expect("run irondhcp-loadgen");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -290,15 +266,15 @@ fn relayed_dora_gets_the_relay_subnet() {
 #[test]
 fn clear_errors() {
     let _g = serial();
-    let bin = env!("CARGO_BIN_EXE_irondhcp-loadgen");
-    let out = Command::new(bin)
+    let bin = irondhcp_testkit::bins::loadgen();
+    let out = Command::new(&bin)
         .args(["--iface", "no-such-if0", "--count", "1"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-if0"), "{err}");
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .args(["--iface", "lo", "--rate", "0"])
         .output()
         .expect("run");

@@ -3,7 +3,7 @@
 //! (dhclient, udhcpc, dhcpcd, perfdhcp) or hand-built frames.
 //!
 //! Every test needs root and builds its own uniquely named testbed, removed
-//! afterwards (see `irondhcp_control::testbed`). Readiness and progress are
+//! afterwards (see `irondhcp_testkit::testbed`). Readiness and progress are
 //! observed (management socket, client event logs, the lease file), never
 //! assumed after a fixed sleep.
 
@@ -11,7 +11,6 @@ mod clients;
 mod lease_safety;
 mod malformed;
 mod perfdhcp;
-mod rawclient;
 mod relay;
 mod restart;
 
@@ -19,12 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use irondhcp_control::testbed::{require_root, Testbed, TestbedOptions};
+use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions};
 use serde_json::Value;
 
-/// The daemon under test (built by cargo for this test target).
+/// The daemon under test, built on first use.
 pub fn daemon_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_irondhcp"))
+    irondhcp_testkit::bins::daemon()
 }
 
 /// A testbed with the daemon started.

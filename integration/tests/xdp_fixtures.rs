@@ -571,8 +571,8 @@ fn require_root_and_object() {
     assert!(
         // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() } == 0,
-        "this test loads an XDP program and needs root (run `sudo -E cargo test -p \
-         irondhcp-xdp-loader --test xdp_fixtures`)"
+        "this test loads an XDP program and needs root (run `cargo xtask test -p \
+         irondhcp-integration --test xdp_fixtures` as root)"
     );
     assert!(
         !XDP_OBJECT.is_empty(),

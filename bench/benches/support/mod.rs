@@ -16,19 +16,12 @@ use irondhcp_fastpath::channel::ClientKey;
 use irondhcp_fastpath::config::{opt, EncodedOptions, FastConfig, SubnetView};
 use irondhcp_fastpath::lease_map::{LeaseMap, LeaseState, LeaseView};
 
-// The frame builder is the test kit's, shared rather than copied (its
-// addresses are the ones below).
+// The frame builder and the addresses are the test kit's, shared rather
+// than copied.
 pub use irondhcp_testkit::fixtures::frames::*;
+pub use irondhcp_testkit::fixtures::{CLIENT_MAC, NOW, RELAY_IP, SERVER_IP, SERVER_MAC, XID};
 
-pub const NOW: u64 = 1_700_000_000;
-pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-pub const SERVER_MAC: [u8; 6] = [0x02, 0x5e, 0x00, 0x00, 0x00, 0x01];
-pub const CLIENT_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 pub const NEW_CLIENT_MAC: [u8; 6] = [0x02, 0x99, 0x88, 0x77, 0x66, 0x55];
-pub const RELAY_MAC: [u8; 6] = [0x02, 0xee, 0xee, 0xee, 0xee, 0x01];
-pub const BCAST_MAC: [u8; 6] = [0xff; 6];
-pub const RELAY_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
-pub const XID: u32 = 0x1234_5678;
 
 /// The local subnet: 10.0.0.0/16, every address in the lease map.
 pub const LOCAL_ID: u32 = 100;

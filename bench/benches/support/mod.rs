@@ -19,6 +19,8 @@ use irondhcp_fastpath::lease_map::{LeaseMap, LeaseState, LeaseView};
 // The frame builder and the addresses are the test kit's, shared rather
 // than copied.
 pub use irondhcp_testkit::fixtures::frames::*;
+// Each bench uses some of them.
+#[allow(unused_imports)]
 pub use irondhcp_testkit::fixtures::{CLIENT_MAC, NOW, RELAY_IP, SERVER_IP, SERVER_MAC, XID};
 
 pub const NEW_CLIENT_MAC: [u8; 6] = [0x02, 0x99, 0x88, 0x77, 0x66, 0x55];

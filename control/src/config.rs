@@ -69,11 +69,18 @@ pub struct ServerConfig {
     pub control_cores: Vec<usize>,
     /// Most microseconds an idle worker keeps polling its rings before it
     /// sleeps (0: sleep at once). Adaptive: a worker spins only while frames
-    /// arrive less than 100 µs apart on average, and then about twice that
+    /// arrive less than 20 µs apart on average, and then about twice that
     /// gap, so a short latency tail at high rates costs no core at ordinary
     /// load.
     #[serde(default = "default_idle_spin_us")]
     pub idle_spin_us: u64,
+    /// Most microseconds an idle worker naps, deaf to its socket, while
+    /// frames come steadily, more than 20 µs and at most this far apart:
+    /// the frames of a nap are then served in one batch with one kick, for
+    /// a fraction of the CPU per request, at the price of this much latency
+    /// at most. 0 turns naps off (sleep in poll(2), a wake-up per frame).
+    #[serde(default = "default_coalesce_us")]
+    pub coalesce_us: u64,
     /// XDP attach mode: "native", "generic" or "auto".
     #[serde(default)]
     pub xdp_mode: XdpModeConfig,
@@ -214,6 +221,12 @@ fn default_decline_probation() -> u32 {
 fn default_idle_spin_us() -> u64 {
     1000
 }
+/// The longest nap `coalesce_us` may ask for.
+const MAX_COALESCE_US: u64 = 10_000;
+
+fn default_coalesce_us() -> u64 {
+    1000
+}
 fn default_write_behind_ms() -> u64 {
     500
 }
@@ -319,6 +332,14 @@ impl Config {
                     format!("queue {q} is listed twice"),
                 ));
             }
+        }
+        // A nap longer than this would add latency no client should see,
+        // and would overflow the RX ring at high rates.
+        if s.coalesce_us > MAX_COALESCE_US {
+            return Err(invalid(
+                "server.coalesce_us",
+                format!("{} is above the most, {MAX_COALESCE_US}", s.coalesce_us),
+            ));
         }
         if !s.cores.is_empty() && s.cores.len() != s.queues.len() {
             return Err(invalid(
@@ -787,6 +808,8 @@ address = "10.0.0.10"
         assert!(e.starts_with("server.cores: "), "{e}");
         let e = err_of(&GOOD.replace("[server]", "[server]\ncontrol_cores = [4096]"));
         assert!(e.starts_with("server.control_cores: "), "{e}");
+        let e = err_of(&GOOD.replace("[server]", "[server]\ncoalesce_us = 60000000"));
+        assert!(e.starts_with("server.coalesce_us: "), "{e}");
         let e = err_of(&GOOD.replace(
             "domain_name = \"example.net\"",
             "domain_name = \"example.net\"\nmclt = 99999",

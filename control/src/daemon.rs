@@ -140,6 +140,7 @@ pub async fn run(
             control_bell: control_bell.clone(),
             bell_pending: false,
             idle_spin: Duration::from_micros(s.idle_spin_us),
+            coalesce: Duration::from_micros(s.coalesce_us),
         };
         handles.push(worker.spawn().map_err(io("spawning a worker"))?);
         reply_txs.push(reply_tx);

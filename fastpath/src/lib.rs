@@ -16,6 +16,7 @@ pub mod channel;
 pub mod config;
 pub mod counters;
 pub mod handler;
+pub mod idle;
 pub mod lease_map;
 pub mod wire;
 pub mod worker;

@@ -7,11 +7,14 @@
 //! packet and counts it (the client retransmits). Decisions come back on the
 //! worker's own reply channel; the control plane writes the worker's eventfd
 //! after sending one so that an idle worker, asleep in `poll(2)` on its
-//! socket and that eventfd, wakes at once instead of on a timer.
+//! socket and that eventfd, wakes at once instead of on a timer. Between
+//! batches an idle worker spins, naps or sleeps by the recent frame rate
+//! ([`crate::idle`]); a napping worker serves replies when the nap ends.
 //!
 //! Per batch the only syscalls are the TX kick (`sendto`), one ring of the
 //! control plane's doorbell when the batch queued anything for it, and, when
-//! there is nothing to do, the `poll` that puts the thread to sleep.
+//! there is nothing to do, the `poll` or the nap that puts the thread to
+//! sleep.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -26,6 +29,7 @@ use crate::channel::{AllocReply, AllocRequest, FastEvent, FrameBuf};
 use crate::config::FastConfig;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::handler::{self, HandlerCtx, Verdict};
+use crate::idle::{self, Idle, RateEstimate};
 use crate::lease_map::LeaseMap;
 use crate::xsk::{wait_readable, RxDesc, XskSocket};
 
@@ -35,23 +39,6 @@ const BATCH: usize = 64;
 const EVENT_BELL_BACKLOG: usize = 256;
 /// How long an idle worker sleeps before re-checking its stop flag.
 const IDLE_POLL_MS: i32 = 200;
-/// An idle worker spins only while frames arrive closer together than
-/// this on average: waking from poll(2) costs tens of microseconds, which
-/// matters when the next frame is due within that; at lower rates the spin
-/// would burn the whole gap for nothing.
-const SPIN_WORTH: Duration = Duration::from_micros(100);
-
-/// How long an idle worker should spin before it sleeps, given the most
-/// it may (`max`, the `idle_spin_us` setting) and the recent average gap
-/// between batches with work: twice that gap (long enough to catch the next
-/// frame most of the time), and nothing when frames come rarely.
-pub fn spin_budget(max: Duration, avg_gap: Duration) -> Duration {
-    if avg_gap > SPIN_WORTH {
-        Duration::ZERO
-    } else {
-        max.min(avg_gap * 2)
-    }
-}
 
 /// A Linux eventfd used as a doorbell from the control plane to a worker.
 #[derive(Debug)]
@@ -147,8 +134,11 @@ pub struct Worker {
     pub control_bell: Arc<Doorbell>,
     /// Something was queued for the control plane since the last ring.
     pub bell_pending: bool,
-    /// How long an idle worker spins before it sleeps in poll(2).
+    /// How long an idle worker spins, at most, when frames come fast.
     pub idle_spin: Duration,
+    /// How long an idle worker naps, at most, to serve frames in batches
+    /// when they come steadily (see [`crate::idle`]).
+    pub coalesce: Duration,
 }
 
 impl Worker {
@@ -168,10 +158,7 @@ impl Worker {
         tracing::info!(worker = self.shared.id, queue = self.socket.queue, core = ?self.core, "worker started");
         let mut descs = [RxDesc::default(); BATCH];
         let mut idle_since: Option<Instant> = None;
-        // Moving average (1/8 weight) of the time between batches with
-        // work; starts "slow", so an idle worker sleeps at once.
-        let mut last_work = Instant::now();
-        let mut avg_gap = Duration::from_secs(1);
+        let mut rate = RateEstimate::new(Instant::now());
         while !self.shared.stop.load(Ordering::Acquire) {
             let now = crate::unix_now();
             let n = self.socket.poll_rx(&mut descs);
@@ -186,34 +173,46 @@ impl Worker {
             if std::mem::take(&mut self.bell_pending) {
                 self.control_bell.ring();
             }
-            if n > 0 || replies > 0 {
-                let now = Instant::now();
-                avg_gap = (avg_gap * 7 + now.duration_since(last_work)) / 8;
-                last_work = now;
-                idle_since = None;
-                continue;
-            }
-            // Idle: spin a little before sleeping, but only when frames
-            // come often enough for it to pay (see `spin_budget`). Waking
-            // from poll(2) costs tens of microseconds; at high rates a short
-            // spin rides out the gaps, which keeps the latency tail short,
-            // and at ordinary load the worker sleeps instead of burning a
-            // core.
             let now = Instant::now();
-            let since = *idle_since.get_or_insert(now);
-            if now.duration_since(since) < spin_budget(self.idle_spin, avg_gap) {
-                std::hint::spin_loop();
-                continue;
+            if n > 0 || replies > 0 {
+                rate.record((n + replies) as u32, now);
+                idle_since = None;
+                if n == BATCH {
+                    // More is waiting: no idling at all.
+                    continue;
+                }
             }
-            idle_since = None;
-            self.socket.reap_completions();
-            wait_readable(
-                &[self.socket.fd(), self.shared.doorbell.raw_fd()],
-                IDLE_POLL_MS,
-            );
-            self.shared.doorbell.drain();
+            // Nothing more to do now: spin, nap or sleep, by the recent
+            // frame rate (crate::idle).
+            match idle::policy(rate.gap(now), self.idle_spin, self.coalesce) {
+                Idle::Spin(budget) => {
+                    let since = *idle_since.get_or_insert(now);
+                    if now.duration_since(since) < budget {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    idle_since = None;
+                    self.sleep_until_readable();
+                }
+                Idle::Nap(d) => {
+                    self.socket.reap_completions();
+                    std::thread::sleep(d);
+                }
+                Idle::Sleep => self.sleep_until_readable(),
+            }
         }
         tracing::info!(worker = self.shared.id, "worker stopped");
+    }
+
+    /// Sleeps in poll(2) until a frame or a doorbell comes (or the stop
+    /// flag's re-check is due).
+    fn sleep_until_readable(&mut self) {
+        self.socket.reap_completions();
+        wait_readable(
+            &[self.socket.fd(), self.shared.doorbell.raw_fd()],
+            IDLE_POLL_MS,
+        );
+        self.shared.doorbell.drain();
     }
 
     fn handle_frame(&mut self, d: &RxDesc, now: u64) {
@@ -399,30 +398,4 @@ pub fn pin_to_core(core: usize) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spin_only_pays_at_high_rates() {
-        let max = Duration::from_micros(1000);
-        // 1,000 frames/s: a gap of 1 ms, sleep at once.
-        assert_eq!(spin_budget(max, Duration::from_millis(1)), Duration::ZERO);
-        // 50,000 frames/s: 20 µs gaps, spin 40 µs.
-        assert_eq!(
-            spin_budget(max, Duration::from_micros(20)),
-            Duration::from_micros(40)
-        );
-        // Never past the configured most.
-        assert_eq!(
-            spin_budget(Duration::from_micros(10), Duration::from_micros(50)),
-            Duration::from_micros(10)
-        );
-        assert_eq!(
-            spin_budget(Duration::ZERO, Duration::from_micros(1)),
-            Duration::ZERO
-        );
-    }
 }

@@ -99,6 +99,10 @@ pub struct WorkerShared {
     pub counters: WorkerCounters,
     pub doorbell: Doorbell,
     stop: AtomicBool,
+    /// The worker is (about to be) asleep in poll(2) and needs the doorbell
+    /// to see a reply; a spinning or napping worker finds replies itself, so
+    /// ringing it would only cost two syscalls.
+    listening: AtomicBool,
 }
 
 impl WorkerShared {
@@ -108,7 +112,20 @@ impl WorkerShared {
             counters: WorkerCounters::default(),
             doorbell: Doorbell::new()?,
             stop: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
         })
+    }
+
+    /// Tells the worker that replies were queued for it: rings the doorbell
+    /// only if the worker sleeps in poll(2). Call after queueing.
+    pub fn wake(&self) {
+        // Pairs with the fence in `Worker::sleep_until_readable`: either
+        // the worker sees the queued reply before it sleeps, or this sees
+        // it listening and rings.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.listening.load(Ordering::SeqCst) {
+            self.doorbell.ring();
+        }
     }
 
     /// Asks the worker to finish its current batch and exit.
@@ -208,10 +225,17 @@ impl Worker {
     /// flag's re-check is due).
     fn sleep_until_readable(&mut self) {
         self.socket.reap_completions();
-        wait_readable(
-            &[self.socket.fd(), self.shared.doorbell.raw_fd()],
-            IDLE_POLL_MS,
-        );
+        self.shared.listening.store(true, Ordering::SeqCst);
+        // A reply queued before the flag went up got no ring: look again
+        // (pairs with the fence in `WorkerShared::wake`).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.replies.is_empty() {
+            wait_readable(
+                &[self.socket.fd(), self.shared.doorbell.raw_fd()],
+                IDLE_POLL_MS,
+            );
+        }
+        self.shared.listening.store(false, Ordering::SeqCst);
         self.shared.doorbell.drain();
     }
 

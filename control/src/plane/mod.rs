@@ -359,7 +359,7 @@ impl<S: LeaseStore> Plane<S> {
         if tx.try_send(AllocReply { decision, frame }).is_err() {
             self.stats.counters.reply_drops += 1;
             // A full reply channel means the worker is behind: wake it now.
-            shared.doorbell.ring();
+            shared.wake();
             return;
         }
         self.to_wake[w] = true;
@@ -369,7 +369,7 @@ impl<S: LeaseStore> Plane<S> {
         for (w, wake) in self.to_wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
                 if let Some(shared) = self.workers.get(w) {
-                    shared.doorbell.ring();
+                    shared.wake();
                 }
             }
         }

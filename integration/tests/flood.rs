@@ -10,8 +10,8 @@
 //! own replies.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions};

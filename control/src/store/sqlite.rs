@@ -51,6 +51,10 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "10000");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before each use: the committer takes the connection once
+            // per batch, and the ping was one more round trip to SQLite's
+            // thread before every commit.
+            .test_before_acquire(false)
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open { url, source })?;

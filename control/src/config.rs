@@ -81,6 +81,12 @@ pub struct ServerConfig {
     /// at most. 0 turns naps off (sleep in poll(2), a wake-up per frame).
     #[serde(default = "default_coalesce_us")]
     pub coalesce_us: u64,
+    /// Microseconds a commit waits after its first grant to gather more
+    /// into the same transaction (0, the default: commit at once). Each
+    /// commit costs an fsync and a few hand-offs whatever its size, so a
+    /// window trades REQUEST→ACK latency for CPU per new lease.
+    #[serde(default)]
+    pub commit_window_us: u64,
     /// XDP attach mode: "native", "generic" or "auto".
     #[serde(default)]
     pub xdp_mode: XdpModeConfig,
@@ -221,6 +227,9 @@ fn default_decline_probation() -> u32 {
 fn default_idle_spin_us() -> u64 {
     1000
 }
+/// The longest commit window `commit_window_us` may ask for.
+const MAX_COMMIT_WINDOW_US: u64 = 20_000;
+
 /// The longest nap `coalesce_us` may ask for.
 const MAX_COALESCE_US: u64 = 10_000;
 
@@ -339,6 +348,15 @@ impl Config {
             return Err(invalid(
                 "server.coalesce_us",
                 format!("{} is above the most, {MAX_COALESCE_US}", s.coalesce_us),
+            ));
+        }
+        if s.commit_window_us > MAX_COMMIT_WINDOW_US {
+            return Err(invalid(
+                "server.commit_window_us",
+                format!(
+                    "{} is above the most, {MAX_COMMIT_WINDOW_US} (every ACK waits that long)",
+                    s.commit_window_us
+                ),
             ));
         }
         if !s.cores.is_empty() && s.cores.len() != s.queues.len() {
@@ -810,6 +828,8 @@ address = "10.0.0.10"
         assert!(e.starts_with("server.control_cores: "), "{e}");
         let e = err_of(&GOOD.replace("[server]", "[server]\ncoalesce_us = 60000000"));
         assert!(e.starts_with("server.coalesce_us: "), "{e}");
+        let e = err_of(&GOOD.replace("[server]", "[server]\ncommit_window_us = 1000000"));
+        assert!(e.starts_with("server.commit_window_us: "), "{e}");
         let e = err_of(&GOOD.replace(
             "domain_name = \"example.net\"",
             "domain_name = \"example.net\"\nmclt = 99999",

@@ -174,7 +174,8 @@ pub async fn run(
         shared.clone(),
         Duration::from_millis(s.write_behind_ms),
         Duration::from_secs(u64::from(s.reclaim_interval)),
-    );
+    )
+    .with_commit_window(Duration::from_micros(s.commit_window_us));
     tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
 
     // The plane runs until shutdown; then it has flushed the write-behind.

@@ -7,8 +7,16 @@
 //! the commit pipeline, where the cluster layer publishes (a no-op on one
 //! box). Running apart from the allocation loop keeps DISCOVERs from ever
 //! waiting behind an fsync.
+//!
+//! Each commit costs the same whatever its size (an fsync, a few hand-offs
+//! to the store's thread), so an operator may trade latency for CPU with a
+//! commit window (`commit_window_us`): the committer then waits that long
+//! after the first job before it commits, gathering more grants into the
+//! transaction. At 4,000 DORA/s a 2 ms window cut the CPU per new lease by
+//! about a third and added about 4 ms to REQUEST→ACK (docs/benchmarks.md).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use irondhcp_fastpath::unix_now;
 use tokio::sync::mpsc;
@@ -32,14 +40,19 @@ pub(super) struct CommitDone {
     pub outcomes: Option<Vec<WriteOutcome>>,
 }
 
-/// Commits jobs until the job channel closes.
+/// Commits jobs until the job channel closes, each transaction gathering
+/// what queued up within `window` of its first job.
 pub(super) async fn committer<S: LeaseStore>(
     store: Arc<S>,
     events: Arc<dyn LeaseEvents>,
+    window: Duration,
     mut jobs: mpsc::UnboundedReceiver<CommitJob>,
     done: mpsc::Sender<CommitDone>,
 ) {
     while let Some(mut job) = jobs.recv().await {
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
+        }
         while let Ok(more) = jobs.try_recv() {
             job.grants.extend(more.grants);
             job.writes.extend(more.writes);
@@ -65,5 +78,77 @@ pub(super) async fn committer<S: LeaseStore>(
         if done.send(result).await.is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plane::events::NoEvents;
+    use crate::store::{LeaseRecord, StoreError};
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
+
+    /// Counts transactions (a unit-test double; the real stores are tested
+    /// on real files).
+    #[derive(Default)]
+    struct CountingStore(Mutex<Vec<usize>>);
+
+    impl LeaseStore for CountingStore {
+        async fn load_each<F: FnMut(LeaseRecord) + Send>(
+            &self,
+            _each: F,
+        ) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn apply(
+            &self,
+            writes: &[LeaseWrite],
+            _now: u64,
+        ) -> Result<Vec<WriteOutcome>, StoreError> {
+            self.0.lock().unwrap().push(writes.len());
+            Ok(vec![Some(1); writes.len()])
+        }
+        async fn close(&self) {}
+    }
+
+    fn job(last_octet: u8) -> CommitJob {
+        CommitJob {
+            grants: Vec::new(),
+            writes: vec![LeaseWrite::Expire {
+                subnet_id: 1,
+                address: Ipv4Addr::new(10, 0, 0, last_octet),
+                client_key: vec![1],
+                version: 1,
+            }],
+        }
+    }
+
+    /// Two jobs 20 ms apart: how many transactions with `window`.
+    async fn transactions(window: Duration) -> Vec<usize> {
+        let store = Arc::new(CountingStore::default());
+        let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::channel(8);
+        let task = tokio::spawn(committer(
+            store.clone(),
+            Arc::new(NoEvents),
+            window,
+            job_rx,
+            done_tx,
+        ));
+        job_tx.send(job(1)).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        job_tx.send(job(2)).unwrap();
+        drop(job_tx);
+        while done_rx.recv().await.is_some() {}
+        task.await.unwrap();
+        let v = store.0.lock().unwrap().clone();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_commit_window_gathers_later_jobs_into_one_transaction() {
+        assert_eq!(transactions(Duration::ZERO).await, vec![1, 1]);
+        assert_eq!(transactions(Duration::from_millis(200)).await, vec![2]);
     }
 }

@@ -128,6 +128,8 @@ pub struct Plane<S: LeaseStore> {
     /// eventfd write per worker per batch, not per reply.
     to_wake: Vec<bool>,
     stats: PlaneStats,
+    /// How long a commit gathers grants after its first (zero: none).
+    commit_window: Duration,
 }
 
 impl<S: LeaseStore> Plane<S> {
@@ -153,7 +155,15 @@ impl<S: LeaseStore> Plane<S> {
             grants_in_flight: 0,
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
+            commit_window: Duration::ZERO,
         }
+    }
+
+    /// Gathers each commit's grants for `window` after the first (the
+    /// `commit_window_us` setting; see `committer`).
+    pub fn with_commit_window(mut self, window: Duration) -> Self {
+        self.commit_window = window;
+        self
     }
 
     /// Tells `events` of every committed batch (the cluster's publisher).
@@ -190,6 +200,7 @@ impl<S: LeaseStore> Plane<S> {
         let committer = tokio::spawn(committer(
             self.store.clone(),
             self.events.clone(),
+            self.commit_window,
             job_rx,
             done_tx,
         ));

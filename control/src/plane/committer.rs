@@ -85,32 +85,8 @@ pub(super) async fn committer<S: LeaseStore>(
 mod tests {
     use super::*;
     use crate::plane::events::NoEvents;
-    use crate::store::{LeaseRecord, StoreError};
+    use crate::plane::test_store::FlakyStore;
     use std::net::Ipv4Addr;
-    use std::sync::Mutex;
-
-    /// Counts transactions (a unit-test double; the real stores are tested
-    /// on real files).
-    #[derive(Default)]
-    struct CountingStore(Mutex<Vec<usize>>);
-
-    impl LeaseStore for CountingStore {
-        async fn load_each<F: FnMut(LeaseRecord) + Send>(
-            &self,
-            _each: F,
-        ) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-        async fn apply(
-            &self,
-            writes: &[LeaseWrite],
-            _now: u64,
-        ) -> Result<Vec<WriteOutcome>, StoreError> {
-            self.0.lock().unwrap().push(writes.len());
-            Ok(vec![Some(1); writes.len()])
-        }
-        async fn close(&self) {}
-    }
 
     fn job(last_octet: u8) -> CommitJob {
         CommitJob {
@@ -126,7 +102,7 @@ mod tests {
 
     /// Two jobs 20 ms apart: how many transactions with `window`.
     async fn transactions(window: Duration) -> Vec<usize> {
-        let store = Arc::new(CountingStore::default());
+        let store = Arc::new(FlakyStore::default());
         let (job_tx, job_rx) = mpsc::unbounded_channel();
         let (done_tx, mut done_rx) = mpsc::channel(8);
         let task = tokio::spawn(committer(
@@ -142,7 +118,7 @@ mod tests {
         drop(job_tx);
         while done_rx.recv().await.is_some() {}
         task.await.unwrap();
-        let v = store.0.lock().unwrap().clone();
+        let v = store.transactions.lock().unwrap().clone();
         v
     }
 

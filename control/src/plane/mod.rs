@@ -39,6 +39,8 @@ use crate::store::{LeaseStore, LeaseWrite};
 
 mod committer;
 mod events;
+#[cfg(test)]
+mod test_store;
 
 use committer::{committer, CommitDone, CommitJob};
 pub use events::{LeaseEvents, NoEvents};
@@ -469,45 +471,13 @@ mod tests {
     use super::*;
     use crate::alloc::Timers;
     use crate::config::Config;
-    use crate::store::{LeaseRecord, StoreError, WriteOutcome};
+    use crate::store::WriteOutcome;
     use irondhcp_fastpath::channel::{key_hash, ClientKey};
     use irondhcp_fastpath::lease_map::LeaseMap;
     use std::net::Ipv4Addr;
     use std::sync::Mutex;
 
-    /// A store double that fails while `down` is set and records what it
-    /// committed (unit test only; the real stores are tested on real files).
-    #[derive(Default)]
-    struct FlakyStore {
-        down: Mutex<bool>,
-        failures: Mutex<u32>,
-        committed: Mutex<Vec<LeaseWrite>>,
-    }
-
-    impl LeaseStore for FlakyStore {
-        async fn load_each<F: FnMut(LeaseRecord) + Send>(
-            &self,
-            _each: F,
-        ) -> Result<u64, StoreError> {
-            Ok(0)
-        }
-        async fn apply(
-            &self,
-            writes: &[LeaseWrite],
-            _now: u64,
-        ) -> Result<Vec<WriteOutcome>, StoreError> {
-            if *self.down.lock().unwrap() {
-                *self.failures.lock().unwrap() += 1;
-                return Err(StoreError::BadRow("store is down".into()));
-            }
-            self.committed
-                .lock()
-                .unwrap()
-                .extend(writes.iter().cloned());
-            Ok(vec![Some(1); writes.len()])
-        }
-        async fn close(&self) {}
-    }
+    use super::test_store::FlakyStore;
 
     /// Records what the lease-events hook hears.
     #[derive(Default)]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions, SERVER_IP};
 
 const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
 # Minimal udhcpc script: configure the address, log the event.
@@ -107,14 +107,7 @@ fn demo() -> std::io::Result<()> {
     drop(pids);
 
     // A short load run: perfdhcp acts as a relay from its own address.
-    tb.client.exec(&[
-        "ip",
-        "addr",
-        "add",
-        &format!("{RELAY_IP}/16"),
-        "dev",
-        &tb.cli_if,
-    ])?;
+    tb.add_relay_address()?;
     println!("== perfdhcp: 500 four-way exchanges/s for 5 s, 2000 simulated clients");
     let perf = tb
         .client

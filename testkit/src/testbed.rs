@@ -311,6 +311,20 @@ domain_name = "testbed.example"
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Puts the relay's address (RELAY_IP/16) on the client interface: for
+    /// a relay agent, or perfdhcp, which always acts as one.
+    pub fn add_relay_address(&self) -> io::Result<()> {
+        self.client.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{RELAY_IP}/16"),
+            "dev",
+            &self.cli_if,
+        ])?;
+        Ok(())
+    }
+
     /// IPv4 addresses on the client interface (or `ifname` in the client
     /// namespace).
     pub fn client_addrs(&self, ifname: &str) -> Vec<Ipv4Addr> {

@@ -227,7 +227,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     // members); with `-p` it would override the package chosen.
     let chosen = extra
         .iter()
-        .any(|a| a == "-p" || a.starts_with("--package") || a.starts_with("-p"));
+        .any(|a| a.starts_with("-p") || a.starts_with("--package"));
     let mut cmd = cargo();
     cmd.current_dir(root).arg("test");
     if !chosen {

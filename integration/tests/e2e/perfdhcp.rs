@@ -6,23 +6,14 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use irondhcp_testkit::peers::perfdhcp_counts;
-use irondhcp_testkit::testbed::{TestbedOptions, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{TestbedOptions, SERVER_IP};
 
 use crate::{db_rows, started};
 
 #[test]
 fn perfdhcp_1000_per_second_no_drops_no_duplicates() {
     let tb = started(&TestbedOptions::default());
-    tb.client
-        .exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{RELAY_IP}/16"),
-            "dev",
-            &tb.cli_if,
-        ])
-        .expect("perfdhcp address");
+    tb.add_relay_address().expect("perfdhcp address");
     let out = tb
         .client
         .command("perfdhcp")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dhcproto::v4::{self, relay, DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Encodable};
-use irondhcp_testkit::testbed::{TestbedOptions, RELAY_GIADDR, RELAY_IP, SERVER_IP};
+use irondhcp_testkit::testbed::{TestbedOptions, RELAY_GIADDR, SERVER_IP};
 
 use crate::{db_row, started};
 
@@ -84,16 +84,7 @@ fn relayed_exchange_gets_relay_subnet_and_option_82_echoed() {
         ..TestbedOptions::default()
     });
     // The relay: its address on the server link plus its giaddr.
-    tb.client
-        .exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{RELAY_IP}/16"),
-            "dev",
-            &tb.cli_if,
-        ])
-        .expect("relay address");
+    tb.add_relay_address().expect("relay address");
     tb.client
         .exec(&[
             "ip",

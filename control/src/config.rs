@@ -83,8 +83,10 @@ pub struct ServerConfig {
     pub coalesce_us: u64,
     /// Microseconds a commit waits after its first grant to gather more
     /// into the same transaction (0, the default: commit at once). Each
-    /// commit costs an fsync and a few hand-offs whatever its size, so a
-    /// window trades REQUEST→ACK latency for CPU per new lease.
+    /// commit costs an fsync and a hand-off whatever its size, so a window
+    /// trades REQUEST→ACK latency for CPU per new lease. The wait is timed
+    /// by tokio, which counts in milliseconds: anything from 1 to 1000
+    /// waits about 1 ms.
     #[serde(default)]
     pub commit_window_us: u64,
     /// XDP attach mode: "native", "generic" or "auto".

@@ -8,8 +8,8 @@
 //! box). Running apart from the allocation loop keeps DISCOVERs from ever
 //! waiting behind an fsync.
 //!
-//! Each commit costs the same whatever its size (an fsync, a few hand-offs
-//! to the store's thread), so an operator may trade latency for CPU with a
+//! Each commit costs the same whatever its size (an fsync, a hand-off to
+//! the store's writer thread and back), so an operator may trade latency for CPU with a
 //! commit window (`commit_window_us`): the committer then waits that long
 //! after the first job before it commits, gathering more grants into the
 //! transaction. At 4,000 DORA/s a 2 ms window cut the CPU per new lease by

@@ -27,6 +27,18 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("lease store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("cannot open the lease store {path} for writing: {source}")]
+    OpenWriter {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot start the lease store's writer thread: {0}")]
+    WriterThread(#[source] std::io::Error),
+    #[error("lease store write failed: {0}")]
+    Write(#[source] rusqlite::Error),
+    #[error("the lease store's writer has stopped")]
+    WriterStopped,
     #[error("lease store holds a malformed row: {0}")]
     BadRow(String),
     #[error("storage URL {0:?}: only sqlite: URLs are supported by this build")]

@@ -1,11 +1,15 @@
-//! The embedded lease store: one SQLite file through sqlx.
+//! The embedded lease store: one SQLite file.
 //!
 //! WAL journal with `synchronous = FULL`, so a committed batch survives a
-//! `kill -9` and a power cut; that commit is what a DHCPACK waits for. Writes
-//! go through one connection-serialised transaction per batch.
+//! `kill -9` and a power cut; that commit is what a DHCPACK waits for.
+//! sqlx creates and migrates the file and reads it; every write goes
+//! through the [`writer`] thread, one transaction per batch.
+
+mod writer;
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
@@ -14,15 +18,14 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::{
-    batch, ExtendRow, LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome,
-};
+use super::{LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome};
+use writer::Writer;
 
 /// A lease store in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    server_id: String,
+    writer: Arc<Writer>,
 }
 
 impl SqliteStore {
@@ -41,27 +44,22 @@ impl SqliteStore {
                 source,
             })?
             .create_if_missing(true)
+            // WAL is the file's mode from its creation on: readers run beside
+            // the writer, and a commit appends to the log (one fsync).
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            // Checkpoint the WAL less often (every ~40 MiB instead of 4):
-            // a checkpoint copies pages and syncs the database file, and
-            // doing it ten times less often leaves more of the commit path
-            // to lease writes.
-            .pragma("wal_autocheckpoint", "10000");
+            .busy_timeout(Duration::from_secs(5));
+        // These connections migrate and read; the writer has its own.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            // No ping before each use: the committer takes the connection once
-            // per batch, and the ping was one more round trip to SQLite's
-            // thread before every commit.
-            .test_before_acquire(false)
+            .max_connections(2)
             .connect_with(opts)
             .await
             .map_err(|source| StoreError::Open { url, source })?;
         sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        let writer = Writer::open(path, server_id)?;
         Ok(Self {
             pool,
-            server_id: server_id.to_string(),
+            writer: Arc::new(writer),
         })
     }
 }
@@ -107,239 +105,12 @@ impl LeaseStore for SqliteStore {
         writes: &[LeaseWrite],
         now: u64,
     ) -> Result<Vec<WriteOutcome>, StoreError> {
-        let mut out: Vec<WriteOutcome> = vec![None; writes.len()];
-        let mut tx = self.pool.begin().await?;
-        let now_i = now as i64;
-        let rows = batch::coalesce_extends(writes);
-        let mut extended = std::collections::HashSet::new();
-        for chunk in rows.chunks(EXTEND_ROWS) {
-            extended.extend(self.extend_rows(&mut tx, chunk, now_i).await?);
-        }
-        for (i, w) in writes.iter().enumerate() {
-            if let LeaseWrite::Extend {
-                subnet_id,
-                address,
-                version,
-                ..
-            } = w
-            {
-                if extended.contains(&(i64::from(*subnet_id), address.to_string())) {
-                    out[i] = Some(*version);
-                }
-            }
-        }
-        for (i, w) in writes.iter().enumerate() {
-            let (res, version) = match w {
-                LeaseWrite::Grant { .. } | LeaseWrite::Extend { .. } => continue,
-                LeaseWrite::Release {
-                    subnet_id,
-                    address,
-                    client_key,
-                    version,
-                } => (
-                    sqlx::query(
-                        "UPDATE leases SET state = 'released', expiry = ?4, updated_at = ?4, version = version + 1
-                         WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?5",
-                    )
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(now_i)
-                    .bind(i64::from(*version))
-                    .execute(&mut *tx)
-                    .await?,
-                    *version,
-                ),
-                LeaseWrite::Decline {
-                    subnet_id,
-                    address,
-                    client_key,
-                    until,
-                    version,
-                } => (
-                    sqlx::query(
-                        "UPDATE leases SET state = 'declined', expiry = ?4, updated_at = ?5, version = version + 1
-                         WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?6",
-                    )
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(*until as i64)
-                    .bind(now_i)
-                    .bind(i64::from(*version))
-                    .execute(&mut *tx)
-                    .await?,
-                    *version,
-                ),
-                LeaseWrite::Expire {
-                    subnet_id,
-                    address,
-                    client_key,
-                    version,
-                } => (
-                    sqlx::query(
-                        "UPDATE leases SET state = 'expired', updated_at = ?4, version = version + 1
-                         WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3
-                           AND state IN ('leased', 'declined') AND version = ?5",
-                    )
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(now_i)
-                    .bind(i64::from(*version))
-                    .execute(&mut *tx)
-                    .await?,
-                    *version,
-                ),
-            };
-            if res.rows_affected() > 0 {
-                out[i] = Some(version.wrapping_add(1));
-            }
-        }
-        let grants = batch::grants(writes);
-        for chunk in grants.chunks(GRANT_ROWS) {
-            self.grant_rows(&mut tx, writes, chunk, now_i, &mut out)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(out)
+        self.writer.apply(writes, now).await
     }
 
     async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
-    }
-}
-
-/// Rows per multi-row statement: one statement (one trip to SQLite's
-/// thread) for many leases is what makes a batch cheap; the sizes keep the
-/// bound parameters far below SQLite's limit.
-const GRANT_ROWS: usize = 128;
-const EXTEND_ROWS: usize = 256;
-
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
-
-impl SqliteStore {
-    /// Grants as one upsert; RETURNING names the rows that took effect (a
-    /// row another client still holds is left alone and not returned) with
-    /// their new version.
-    async fn grant_rows(
-        &self,
-        tx: &mut Tx<'_>,
-        writes: &[LeaseWrite],
-        idx: &[usize],
-        now: i64,
-        out: &mut [WriteOutcome],
-    ) -> Result<(), StoreError> {
-        let mut sql = String::from(
-            "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version) VALUES ",
-        );
-        for n in 0..idx.len() {
-            sql.push_str(if n == 0 {
-                "(?, ?, ?, ?, 'leased', ?, ?, ?, 1)"
-            } else {
-                ", (?, ?, ?, ?, 'leased', ?, ?, ?, 1)"
-            });
-        }
-        sql.push_str(
-            " ON CONFLICT (subnet_id, address) DO UPDATE SET
-                client_key = excluded.client_key, hw_address = excluded.hw_address,
-                state = 'leased', expiry = MAX(excluded.expiry, CASE WHEN leases.client_key = excluded.client_key AND leases.state = 'leased' THEN leases.expiry ELSE 0 END),
-                allocated_by = excluded.allocated_by, updated_at = excluded.updated_at,
-                version = leases.version + 1
-              WHERE leases.client_key = excluded.client_key
-                 OR leases.state <> 'leased' OR leases.expiry < excluded.updated_at
-              RETURNING subnet_id, address, client_key, version",
-        );
-        let mut q = sqlx::query(&sql);
-        for &i in idx {
-            if let LeaseWrite::Grant {
-                subnet_id,
-                address,
-                client_key,
-                hw_address,
-                expiry,
-            } = &writes[i]
-            {
-                q = q
-                    .bind(i64::from(*subnet_id))
-                    .bind(address.to_string())
-                    .bind(client_key.as_slice())
-                    .bind(hw_address.map(|h| h.to_vec()))
-                    .bind(*expiry as i64)
-                    .bind(&self.server_id)
-                    .bind(now);
-            }
-        }
-        let rows = q.fetch_all(&mut **tx).await?;
-        let mut done = std::collections::HashMap::with_capacity(rows.len());
-        for r in rows {
-            done.insert(
-                (
-                    r.try_get::<i64, _>(0)?,
-                    r.try_get::<String, _>(1)?,
-                    r.try_get::<Vec<u8>, _>(2)?,
-                ),
-                r.try_get::<i64, _>(3)?,
-            );
-        }
-        for &i in idx {
-            if let LeaseWrite::Grant {
-                subnet_id,
-                address,
-                client_key,
-                ..
-            } = &writes[i]
-            {
-                out[i] = done
-                    .get(&(
-                        i64::from(*subnet_id),
-                        address.to_string(),
-                        client_key.clone(),
-                    ))
-                    .and_then(|v| u32::try_from(*v).ok());
-            }
-        }
-        Ok(())
-    }
-
-    /// Renewal extensions as one UPDATE ... FROM a VALUES list; expiry only
-    /// grows, and only the client's own live lease of the same row version
-    /// is touched. Returns the (subnet, address) of the rows updated.
-    async fn extend_rows(
-        &self,
-        tx: &mut Tx<'_>,
-        rows: &[ExtendRow<'_>],
-        now: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut sql =
-            String::from("WITH v(subnet_id, address, client_key, version, expiry) AS (VALUES ");
-        for n in 0..rows.len() {
-            sql.push_str(if n == 0 {
-                "(?, ?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?, ?)"
-            });
-        }
-        sql.push_str(
-            ") UPDATE leases SET expiry = MAX(leases.expiry, v.expiry), updated_at = ?
-               FROM v WHERE leases.subnet_id = v.subnet_id AND leases.address = v.address
-                 AND leases.client_key = v.client_key AND leases.state = 'leased'
-                 AND leases.version = v.version
-               RETURNING leases.subnet_id, leases.address",
-        );
-        let mut q = sqlx::query(&sql);
-        for r in rows {
-            q = q
-                .bind(i64::from(r.subnet_id))
-                .bind(r.address.to_string())
-                .bind(r.client_key)
-                .bind(i64::from(r.version))
-                .bind(r.expiry as i64);
-        }
-        let out = q.bind(now).fetch_all(&mut **tx).await?;
-        out.into_iter()
-            .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
-            .collect()
     }
 }
 
@@ -573,5 +344,50 @@ mod tests {
         assert_eq!(rows[0].state, RecordState::Leased);
         assert_eq!(rows[0].expiry, 2_000, "the re-grant kept the later expiry");
         assert_eq!(rows[0].version, 2);
+    }
+
+    /// A decline stores the end of the quarantine as the expiry, and an
+    /// expiry of the declined row frees it.
+    #[tokio::test]
+    async fn decline_stores_the_quarantine_and_expire_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.sqlite3");
+        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
+            .await
+            .unwrap();
+        let a = Ipv4Addr::new(10, 0, 0, 8);
+        s.apply(&[grant([10, 0, 0, 8], b"A", 2_000)], 1_000)
+            .await
+            .unwrap();
+        let decline = LeaseWrite::Decline {
+            subnet_id: 1,
+            address: a,
+            client_key: b"A".to_vec(),
+            until: 7_777,
+            version: 1,
+        };
+        assert_eq!(s.apply(&[decline], 1_100).await.unwrap(), vec![Some(2)]);
+        let row = s.load().await.unwrap().remove(0);
+        assert_eq!(
+            (row.state, row.expiry, row.updated_at),
+            (RecordState::Declined, 7_777, 1_100)
+        );
+        let expire = LeaseWrite::Expire {
+            subnet_id: 1,
+            address: a,
+            client_key: b"A".to_vec(),
+            version: 2,
+        };
+        assert_eq!(s.apply(&[expire], 7_800).await.unwrap(), vec![Some(3)]);
+        let row = s.load().await.unwrap().remove(0);
+        assert_eq!((row.state, row.version), (RecordState::Expired, 3));
+        s.close().await;
+        assert!(
+            matches!(
+                s.apply(&[grant([10, 0, 0, 9], b"B", 9_000)], 7_900).await,
+                Err(StoreError::WriterStopped)
+            ),
+            "a closed store refuses writes"
+        );
     }
 }

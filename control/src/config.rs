@@ -137,7 +137,8 @@ pub enum XdpModeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `sqlite:///path/to/leases.sqlite3` (embedded default).
+    /// `sqlite:///path/to/leases.sqlite3` (embedded default, one box) or
+    /// `postgres://user:password@host/database` (a cluster's shared store).
     #[serde(default = "default_storage_url")]
     pub url: String,
 }
@@ -408,12 +409,16 @@ impl Config {
                 "must be at least 1 second",
             ));
         }
-        if !self.storage.url.starts_with("sqlite:") {
+        let url = &self.storage.url;
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
             return Err(invalid(
                 "storage.url",
                 format!(
-                    "{:?}: only sqlite: URLs are supported by this build",
-                    self.storage.url
+                    "{:?}: use sqlite:///path/to/leases.sqlite3 (one box) or postgres://user:password@host/database (a cluster)",
+                    crate::store::postgres::redacted(url)
                 ),
             ));
         }
@@ -814,6 +819,21 @@ address = "10.0.0.10"
         assert!(e.starts_with("subnet[1].cidr: "), "{e}");
         let e = err_of("not toml at all [");
         assert!(e.contains("TOML") || e.contains("expected"), "{e}");
+    }
+
+    #[test]
+    fn storage_urls_name_a_backend_and_errors_hide_the_password() {
+        let with = |url: &str| format!("{GOOD}\n[storage]\nurl = \"{url}\"\n");
+        for ok in [
+            "sqlite:///var/lib/irondhcp/leases.sqlite3",
+            "postgres://irondhcp:pw@db/irondhcp",
+            "postgresql://irondhcp@localhost/irondhcp?host=/run/postgresql",
+        ] {
+            assert!(Config::parse(&with(ok)).is_ok(), "{ok}");
+        }
+        let e = err_of(&with("mysql://irondhcp:s3cret@db/irondhcp"));
+        assert!(e.starts_with("storage.url: "), "{e}");
+        assert!(e.contains("postgres://") && !e.contains("s3cret"), "{e}");
     }
 
     /// Inputs that used to panic or pass `--check` and then abort the daemon.

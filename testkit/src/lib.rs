@@ -9,6 +9,7 @@
 //! * [`rawclient`]: hand-built frames on an AF_PACKET socket, for the
 //!   sequences real clients will not produce on demand;
 //! * [`peers`]: parsers of other tools' reports (perfdhcp);
+//! * [`postgres`]: a private PostgreSQL server per test;
 //! * [`ctl`], [`bins`]: the management socket and the workspace's binaries,
 //!   without depending on the daemon crate (the load generator must not).
 
@@ -17,5 +18,6 @@ pub mod ctl;
 pub mod fixtures;
 pub mod netns;
 pub mod peers;
+pub mod postgres;
 pub mod rawclient;
 pub mod testbed;

@@ -49,6 +49,9 @@ pub struct TestbedOptions {
     /// Prefix length of the served subnet 198.18.0.0 (15 doubles it to
     /// 131,072 addresses for load runs).
     pub prefix_len: u8,
+    /// The lease store's URL (default: a SQLite file in the testbed's
+    /// directory, `Testbed::db`).
+    pub storage_url: Option<String>,
 }
 
 impl Default for TestbedOptions {
@@ -61,6 +64,7 @@ impl Default for TestbedOptions {
             client_ip: None,
             relay_subnet: false,
             prefix_len: 16,
+            storage_url: None,
         }
     }
 }
@@ -164,7 +168,7 @@ control_socket = "{socket}"
 {server_extra}
 
 [storage]
-url = "sqlite://{db}"
+url = "{storage_url}"
 
 [[subnet]]
 id = 1
@@ -179,7 +183,10 @@ domain_name = "testbed.example"
 "#,
             socket = socket.display(),
             server_extra = opts.server_extra,
-            db = db.display(),
+            storage_url = opts
+                .storage_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}", db.display())),
             pool = opts.pool,
             lease = opts.lease_time,
             prefix_len = opts.prefix_len,

@@ -39,6 +39,9 @@ const PACKAGES: &[&str] = &[
     "tcpdump",
     "python3-scapy",
     "sqlite3",
+    // The cluster's lease store; tests start private servers from its
+    // binaries (testkit::postgres).
+    "postgresql",
 ];
 
 fn main() -> Result<()> {

@@ -146,6 +146,9 @@ impl Allocator {
             client_key: key.to_vec(),
             hw_address: hw,
             expiry,
+            guard_secs: self.subnets[si as usize]
+                .mclt
+                .saturating_add(u32::try_from(self.timers.grace).unwrap_or(u32::MAX)),
         })
     }
 
@@ -166,6 +169,7 @@ impl Allocator {
             client_key,
             hw_address,
             expiry,
+            ..
         } = grant
         else {
             return AllocDecision::Ignore;

@@ -4,9 +4,12 @@
 //! load everything at start, apply a batch of lease writes in ONE transaction
 //! (group commit: one fsync for many leases), and list leases for operators.
 //! The embedded default is [`sqlite::SqliteStore`] (one file, no service);
-//! the PostgreSQL store for clusters fits behind the same trait.
+//! a cluster shares one [`postgres::PgStore`].
 
+#[cfg(any(test, feature = "store-contract"))]
+pub mod contract;
 mod open;
+pub mod postgres;
 pub mod sqlite;
 
 pub use open::Store;
@@ -41,7 +44,7 @@ pub enum StoreError {
     WriterStopped,
     #[error("lease store holds a malformed row: {0}")]
     BadRow(String),
-    #[error("storage URL {0:?}: only sqlite: URLs are supported by this build")]
+    #[error("storage URL {0:?}: use sqlite:///path/to/leases.sqlite3 or postgres://user:password@host/database")]
     Unsupported(String),
 }
 
@@ -96,14 +99,22 @@ pub struct LeaseRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseWrite {
     /// A new or re-granted lease. Refused (not applied) when another client
-    /// still holds the address unexpired: the UNIQUE (subnet, address) row
-    /// is only taken over from the same client or from a dead lease.
+    /// may still hold the address: the UNIQUE (subnet, address) row is only
+    /// taken over from the same client, from a released or expired row, from
+    /// a quarantine that ended, or from a lease whose stored expiry plus
+    /// `guard_secs` has passed.
     Grant {
         subnet_id: u32,
         address: Ipv4Addr,
         client_key: Vec<u8>,
         hw_address: Option<[u8; 6]>,
         expiry: u64,
+        /// How long past its stored expiry another client's lease stays
+        /// untouchable: the subnet's MCLT plus the reclaim grace, since a
+        /// server that renewed it from memory may have promised it that
+        /// long (the reclaim bound of docs/decisions.md, 3). In a cluster
+        /// this guard in SQL is what stops a server whose map lags.
+        guard_secs: u32,
     },
     /// A renewal answered from memory (write-behind): `expiry = max(expiry,
     /// new)` on the client's live lease of row version `version` only.
@@ -163,8 +174,8 @@ pub struct ExtendRow<'a> {
 /// extension only moves the expiry forward, so a write retried after the
 /// row moved on (a newer grant) does nothing.
 pub mod batch {
-    use super::{ExtendRow, LeaseWrite};
-    use std::collections::HashMap;
+    use super::{ExtendRow, LeaseWrite, WriteOutcome};
+    use std::collections::{HashMap, HashSet};
     use std::net::Ipv4Addr;
 
     /// Several renewals of one lease become one row with the latest expiry.
@@ -202,11 +213,157 @@ pub mod batch {
         rows
     }
 
-    /// Indexes of the grants, in the order given.
-    pub fn grants(writes: &[LeaseWrite]) -> Vec<usize> {
-        (0..writes.len())
-            .filter(|&i| matches!(writes[i], LeaseWrite::Grant { .. }))
-            .collect()
+    /// Marks each extension that took effect (its row is among `extended`,
+    /// the rows the extension statement updated) with its version.
+    pub fn extension_outcomes(
+        writes: &[LeaseWrite],
+        extended: &HashSet<(u32, Ipv4Addr)>,
+        out: &mut [WriteOutcome],
+    ) {
+        for (i, w) in writes.iter().enumerate() {
+            if let LeaseWrite::Extend {
+                subnet_id,
+                address,
+                version,
+                ..
+            } = w
+            {
+                if extended.contains(&(*subnet_id, *address)) {
+                    out[i] = Some(*version);
+                }
+            }
+        }
+    }
+
+    /// Marks each grant of `idx` that took effect (the upsert returned its
+    /// subnet, address and client, in `applied`, with the row's version).
+    pub fn grant_outcomes(
+        writes: &[LeaseWrite],
+        idx: &[usize],
+        applied: &HashMap<(u32, Ipv4Addr, Vec<u8>), u32>,
+        out: &mut [WriteOutcome],
+    ) {
+        for &i in idx {
+            if let LeaseWrite::Grant {
+                subnet_id,
+                address,
+                client_key,
+                ..
+            } = &writes[i]
+            {
+                out[i] = applied
+                    .get(&(*subnet_id, *address, client_key.clone()))
+                    .copied();
+            }
+        }
+    }
+
+    /// What a release, decline or expiry changes: one row, guarded by its
+    /// owner and the version the change was decided on.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RowChange<'w> {
+        pub kind: RowChangeKind,
+        pub subnet_id: u32,
+        pub address: Ipv4Addr,
+        pub client_key: &'w [u8],
+        pub version: u32,
+    }
+
+    /// Which per-row change, with what it stores.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RowChangeKind {
+        Release,
+        /// Quarantined until this time (stored as the row's expiry).
+        Decline {
+            until: u64,
+        },
+        Expire,
+    }
+
+    /// The per-row change `w` asks for (`None` for grants and extensions,
+    /// which go in multi-row statements).
+    pub fn row_change(w: &LeaseWrite) -> Option<RowChange<'_>> {
+        let (kind, subnet_id, address, client_key, version) = match w {
+            LeaseWrite::Grant { .. } | LeaseWrite::Extend { .. } => return None,
+            LeaseWrite::Release {
+                subnet_id,
+                address,
+                client_key,
+                version,
+            } => (
+                RowChangeKind::Release,
+                subnet_id,
+                address,
+                client_key,
+                version,
+            ),
+            LeaseWrite::Decline {
+                subnet_id,
+                address,
+                client_key,
+                until,
+                version,
+            } => (
+                RowChangeKind::Decline { until: *until },
+                subnet_id,
+                address,
+                client_key,
+                version,
+            ),
+            LeaseWrite::Expire {
+                subnet_id,
+                address,
+                client_key,
+                version,
+            } => (
+                RowChangeKind::Expire,
+                subnet_id,
+                address,
+                client_key,
+                version,
+            ),
+        };
+        Some(RowChange {
+            kind,
+            subnet_id: *subnet_id,
+            address: *address,
+            client_key,
+            version: *version,
+        })
+    }
+
+    /// The grants, in rounds that one multi-row upsert each can apply:
+    /// every grant of a round has the same guard (bound once per
+    /// statement), and no address appears twice in a round (PostgreSQL
+    /// refuses an upsert that touches a row twice). Order is kept: a later
+    /// grant of an address comes in a later round.
+    pub fn grant_rounds(writes: &[LeaseWrite]) -> Vec<(u32, Vec<usize>)> {
+        let mut rounds: Vec<(u32, Vec<usize>)> = Vec::new();
+        // The round each address was last granted in.
+        let mut last: HashMap<(u32, Ipv4Addr), usize> = HashMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            let LeaseWrite::Grant {
+                subnet_id,
+                address,
+                guard_secs,
+                ..
+            } = w
+            else {
+                continue;
+            };
+            let key = (*subnet_id, *address);
+            let after = last.get(&key).map_or(0, |r| r + 1);
+            let r = match (after..rounds.len()).find(|&r| rounds[r].0 == *guard_secs) {
+                Some(r) => r,
+                None => {
+                    rounds.push((*guard_secs, Vec::new()));
+                    rounds.len() - 1
+                }
+            };
+            rounds[r].1.push(i);
+            last.insert(key, r);
+        }
+        rounds
     }
 
     #[cfg(test)]
@@ -221,6 +378,39 @@ pub mod batch {
                 expiry,
                 version,
             }
+        }
+
+        fn grant(addr: u8, guard_secs: u32) -> LeaseWrite {
+            LeaseWrite::Grant {
+                subnet_id: 1,
+                address: Ipv4Addr::new(10, 0, 0, addr),
+                client_key: vec![addr],
+                hw_address: None,
+                expiry: 100,
+                guard_secs,
+            }
+        }
+
+        #[test]
+        fn grant_rounds_share_a_guard_and_never_repeat_an_address() {
+            let w = vec![
+                grant(1, 60),
+                ext(9, 1, 5),
+                grant(2, 60),
+                grant(1, 60),
+                grant(3, 90),
+                grant(4, 60),
+                grant(1, 60),
+            ];
+            assert_eq!(
+                grant_rounds(&w),
+                vec![
+                    (60, vec![0, 2, 5]),
+                    (60, vec![3]),
+                    (90, vec![4]),
+                    (60, vec![6])
+                ]
+            );
         }
 
         #[test]

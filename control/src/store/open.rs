@@ -1,28 +1,32 @@
 //! Opening the store a configuration names, whatever its backend.
 //!
 //! The daemon asks for "the store of this URL" and gets a [`Store`], so it
-//! never names a backend; the PostgreSQL backend joins as one more variant.
+//! never names a backend.
 //! Dispatch is a `match` (the trait's methods return `impl Future`, so it
 //! cannot be a trait object), at one branch per batch, not per packet.
 
+use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::{LeaseRecord, LeaseStore, LeaseWrite, StoreError, WriteOutcome};
 
 /// A lease store of any backend.
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl Store {
-    /// Opens the store `url` names (`sqlite:///path`), recording `server_id`
-    /// as `allocated_by` on what this server writes.
+    /// Opens the store `url` names (`sqlite:///path`, or
+    /// `postgres://user:password@host/db` for a cluster), recording
+    /// `server_id` as `allocated_by` on what this server writes.
     pub async fn open(url: &str, server_id: &str) -> Result<Self, StoreError> {
-        match url.strip_prefix("sqlite:") {
-            Some(rest) => {
-                let path = rest.trim_start_matches("//");
-                Ok(Store::Sqlite(SqliteStore::open(path, server_id).await?))
-            }
-            None => Err(StoreError::Unsupported(url.to_string())),
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            Ok(Store::Sqlite(SqliteStore::open(path, server_id).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PgStore::open(url, server_id).await?))
+        } else {
+            Err(StoreError::Unsupported(super::postgres::redacted(url)))
         }
     }
 }
@@ -34,6 +38,7 @@ impl LeaseStore for Store {
     {
         match self {
             Store::Sqlite(s) => s.load_each(each).await,
+            Store::Postgres(s) => s.load_each(each).await,
         }
     }
 
@@ -44,12 +49,14 @@ impl LeaseStore for Store {
     ) -> Result<Vec<WriteOutcome>, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply(writes, now).await,
+            Store::Postgres(s) => s.apply(writes, now).await,
         }
     }
 
     async fn close(&self) {
         match self {
             Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 }

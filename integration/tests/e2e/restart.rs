@@ -1,13 +1,48 @@
 //! Leases survive a graceful restart and a `kill -9`: a client that renews
 //! after the restart keeps its address, answered from the reloaded map.
+//! On the embedded SQLite file and on a real PostgreSQL server.
 
-use irondhcp_testkit::testbed::TestbedOptions;
+use irondhcp_testkit::postgres::PgServer;
+use irondhcp_testkit::testbed::{Testbed, TestbedOptions};
 
 use crate::{daemon_bin, db_row, events, spawn_udhcpc, started, stat, LONG};
 
-fn restart_keeps_lease(kill: bool) {
+/// Where the leases are stored, and how a test reads a row's state.
+enum Storage {
+    Sqlite,
+    Postgres(PgServer),
+}
+
+impl Storage {
+    fn url(&self) -> Option<String> {
+        match self {
+            Storage::Sqlite => None,
+            Storage::Postgres(pg) => Some(pg.socket_url("leases")),
+        }
+    }
+
+    /// The stored state of `addr`, and the server that allocated it.
+    fn row(&self, tb: &Testbed, addr: &str) -> Option<(String, String)> {
+        match self {
+            Storage::Sqlite => db_row(&tb.db, addr).map(|r| (r.1, String::new())),
+            Storage::Postgres(pg) => {
+                let out = pg
+                    .query(
+                        "leases",
+                        &format!("SELECT state, allocated_by FROM leases WHERE ip = '{addr}'"),
+                    )
+                    .ok()?;
+                let (state, by) = out.split_once('|')?;
+                Some((state.to_string(), by.to_string()))
+            }
+        }
+    }
+}
+
+fn restart_keeps_lease(kill: bool, storage: Storage) {
     let mut tb = started(&TestbedOptions {
         lease_time: 20,
+        storage_url: storage.url(),
         ..TestbedOptions::default()
     });
     let (mut client, ev) = spawn_udhcpc(&tb);
@@ -20,10 +55,14 @@ fn restart_keeps_lease(kill: bool) {
     });
     assert!(ok, "no lease: {:?}\n{}", events(&ev), tb.log_text());
     let addr = bound.unwrap_or_default();
-    assert_eq!(
-        db_row(&tb.db, &addr).map(|r| r.1),
-        Some("leased".to_string())
-    );
+    let row = storage.row(&tb, &addr);
+    assert_eq!(row.as_ref().map(|r| r.0.as_str()), Some("leased"), "{addr}");
+    if let Storage::Postgres(_) = storage {
+        assert!(
+            row.is_some_and(|r| r.1.starts_with("testbed-")),
+            "allocated_by names the server"
+        );
+    }
 
     if kill {
         tb.kill_daemon().expect("kill -9");
@@ -77,10 +116,17 @@ fn restart_keeps_lease(kill: bool) {
 
 #[test]
 fn graceful_restart_keeps_leases() {
-    restart_keeps_lease(false);
+    restart_keeps_lease(false, Storage::Sqlite);
 }
 
 #[test]
 fn kill_9_keeps_leases() {
-    restart_keeps_lease(true);
+    restart_keeps_lease(true, Storage::Sqlite);
+}
+
+#[test]
+fn kill_9_keeps_leases_on_postgres() {
+    let pg = PgServer::start().expect("start a private PostgreSQL");
+    pg.create_database("leases").expect("create database");
+    restart_keeps_lease(true, Storage::Postgres(pg));
 }

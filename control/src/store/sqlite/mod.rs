@@ -117,277 +117,63 @@ impl LeaseStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract;
 
-    /// Which writes took effect.
-    fn applied(r: Vec<WriteOutcome>) -> Vec<bool> {
-        r.iter().map(Option::is_some).collect()
+    async fn fresh() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.sqlite3");
+        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
+            .await
+            .unwrap();
+        (dir, s)
     }
 
-    fn grant(addr: [u8; 4], key: &[u8], expiry: u64) -> LeaseWrite {
-        LeaseWrite::Grant {
-            subnet_id: 1,
-            address: Ipv4Addr::from(addr),
-            client_key: key.to_vec(),
-            hw_address: Some([2, 0, 0, 0, 0, 1]),
-            expiry,
-        }
-    }
-
-    /// Against a real SQLite file: grants, the UNIQUE guard against a second
-    /// owner, monotonic extension, release, reopen.
+    /// Against a real SQLite file: the contract's writes, then a reopen
+    /// finds them.
     #[tokio::test]
-    async fn sqlite_file_round_trip_and_guards() {
+    async fn writes_and_guards_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("leases.sqlite3");
         let path = path.to_str().unwrap();
         let s = SqliteStore::open(path, "srv-a").await.unwrap();
-        let now = 1_000;
-        let r = applied(
-            s.apply(
-                &[
-                    grant([10, 0, 0, 5], b"A", 2_000),
-                    grant([10, 0, 0, 6], b"B", 2_000),
-                ],
-                now,
-            )
-            .await
-            .unwrap(),
-        );
-        assert_eq!(r, vec![true, true]);
-        // B may not take A's live lease; A may re-grant its own.
-        let r = applied(
-            s.apply(
-                &[
-                    grant([10, 0, 0, 5], b"B", 3_000),
-                    grant([10, 0, 0, 5], b"A", 2_500),
-                ],
-                now,
-            )
-            .await
-            .unwrap(),
-        );
-        assert_eq!(r, vec![false, true]);
-        let ext = |e| LeaseWrite::Extend {
-            subnet_id: 1,
-            address: Ipv4Addr::new(10, 0, 0, 5),
-            client_key: b"A".to_vec(),
-            expiry: e,
-            version: 2,
-        };
-        assert_eq!(
-            applied(s.apply(&[ext(4_000), ext(3_000)], now).await.unwrap()),
-            vec![true, true]
-        );
-        let rel = LeaseWrite::Release {
-            subnet_id: 1,
-            address: Ipv4Addr::new(10, 0, 0, 6),
-            client_key: b"B".to_vec(),
-            version: 1,
-        };
-        assert_eq!(
-            s.apply(std::slice::from_ref(&rel), now).await.unwrap(),
-            vec![Some(2)]
-        );
-        assert_eq!(
-            s.apply(&[rel], now).await.unwrap(),
-            vec![None],
-            "a replayed release finds the row moved on"
-        );
+        contract::writes_then_guards(&s).await;
         s.close().await;
-
         let s = SqliteStore::open(path, "srv-a").await.unwrap();
-        let mut rows = s.load().await.unwrap();
-        rows.sort_by_key(|r| r.address);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].expiry, 4_000, "extension is monotonic");
-        assert_eq!(rows[0].state, RecordState::Leased);
-        assert_eq!(rows[0].allocated_by, "srv-a");
-        assert_eq!(rows[1].state, RecordState::Released);
-        // A released address may be granted to another client.
-        assert_eq!(
-            s.apply(&[grant([10, 0, 0, 6], b"C", 5_000)], now)
-                .await
-                .unwrap(),
-            vec![Some(3)]
-        );
+        contract::reads_back(&s, "srv-a").await;
     }
 
-    /// One batch: a release, then a grant of the released address to another
-    /// client, and many renewals: the grant takes effect (per-row changes go
-    /// before grants), and the latest renewal wins.
     #[tokio::test]
     async fn batch_order_and_multi_row_statements() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("leases.sqlite3");
-        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
-            .await
-            .unwrap();
-        let now = 1_000;
-        let mut first: Vec<LeaseWrite> = (0..300u32)
-            .map(|i| {
-                grant(
-                    [10, 1, (i / 256) as u8, (i % 256) as u8],
-                    &i.to_be_bytes(),
-                    2_000,
-                )
-            })
-            .collect();
-        first.push(grant([10, 0, 0, 9], b"A", 2_000));
-        assert!(
-            s.apply(&first, now)
-                .await
-                .unwrap()
-                .iter()
-                .all(Option::is_some),
-            "multi-row grants all applied"
-        );
-
-        let mut batch = vec![LeaseWrite::Grant {
-            subnet_id: 1,
-            address: Ipv4Addr::new(10, 0, 0, 9),
-            client_key: b"B".to_vec(),
-            hw_address: None,
-            expiry: 3_000,
-        }];
-        batch.push(LeaseWrite::Release {
-            subnet_id: 1,
-            address: Ipv4Addr::new(10, 0, 0, 9),
-            client_key: b"A".to_vec(),
-            version: 1,
-        });
-        for (i, e) in [(7u32, 5_000u64), (7, 6_000), (7, 5_500), (8, 4_000)] {
-            batch.push(LeaseWrite::Extend {
-                subnet_id: 1,
-                address: Ipv4Addr::new(10, 1, 0, i as u8),
-                client_key: i.to_be_bytes().to_vec(),
-                expiry: e,
-                version: 1,
-            });
-        }
-        batch.push(LeaseWrite::Extend {
-            subnet_id: 1,
-            address: Ipv4Addr::new(10, 1, 0, 9),
-            client_key: b"not the owner".to_vec(),
-            expiry: 9_000,
-            version: 1,
-        });
-        let r = applied(s.apply(&batch, now).await.unwrap());
-        assert_eq!(r, vec![true, true, true, true, true, true, false]);
-        let rows = s.load().await.unwrap();
-        let get = |a: Ipv4Addr| rows.iter().find(|r| r.address == a).unwrap().clone();
-        let nine = get(Ipv4Addr::new(10, 0, 0, 9));
-        assert_eq!(
-            (nine.client_key.as_slice(), nine.state),
-            (&b"B"[..], RecordState::Leased)
-        );
-        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 7)).expiry, 6_000);
-        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 8)).expiry, 4_000);
-        assert_eq!(get(Ipv4Addr::new(10, 1, 0, 9)).expiry, 2_000);
+        let (_dir, s) = fresh().await;
+        contract::batch_order_and_multi_row_statements(&s).await;
     }
 
-    /// Forward-only writes: a release, decline, expiry or extension decided
-    /// on an older version of a row does nothing once the address was
-    /// granted again (a retried batch replayed after a newer grant).
     #[tokio::test]
     async fn stale_writes_never_touch_a_newer_grant() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("leases.sqlite3");
-        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
-            .await
-            .unwrap();
-        let a = Ipv4Addr::new(10, 0, 0, 7);
-        assert_eq!(
-            s.apply(&[grant([10, 0, 0, 7], b"A", 2_000)], 1_000)
-                .await
-                .unwrap(),
-            vec![Some(1)]
-        );
-        // A re-grant of the same client's lease: version 2, expiry never
-        // moves back.
-        assert_eq!(
-            s.apply(&[grant([10, 0, 0, 7], b"A", 1_500)], 1_000)
-                .await
-                .unwrap(),
-            vec![Some(2)]
-        );
-        let stale = [
-            LeaseWrite::Release {
-                subnet_id: 1,
-                address: a,
-                client_key: b"A".to_vec(),
-                version: 1,
-            },
-            LeaseWrite::Decline {
-                subnet_id: 1,
-                address: a,
-                client_key: b"A".to_vec(),
-                until: 9_000,
-                version: 1,
-            },
-            LeaseWrite::Expire {
-                subnet_id: 1,
-                address: a,
-                client_key: b"A".to_vec(),
-                version: 1,
-            },
-            LeaseWrite::Extend {
-                subnet_id: 1,
-                address: a,
-                client_key: b"A".to_vec(),
-                expiry: 9_999,
-                version: 1,
-            },
-        ];
-        assert_eq!(s.apply(&stale, 1_100).await.unwrap(), vec![None; 4]);
-        let rows = s.load().await.unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].state, RecordState::Leased);
-        assert_eq!(rows[0].expiry, 2_000, "the re-grant kept the later expiry");
-        assert_eq!(rows[0].version, 2);
+        let (_dir, s) = fresh().await;
+        contract::stale_writes_never_touch_a_newer_grant(&s).await;
     }
 
-    /// A decline stores the end of the quarantine as the expiry, and an
-    /// expiry of the declined row frees it.
     #[tokio::test]
     async fn decline_stores_the_quarantine_and_expire_ends_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("leases.sqlite3");
-        let s = SqliteStore::open(path.to_str().unwrap(), "srv")
-            .await
-            .unwrap();
-        let a = Ipv4Addr::new(10, 0, 0, 8);
-        s.apply(&[grant([10, 0, 0, 8], b"A", 2_000)], 1_000)
-            .await
-            .unwrap();
-        let decline = LeaseWrite::Decline {
-            subnet_id: 1,
-            address: a,
-            client_key: b"A".to_vec(),
-            until: 7_777,
-            version: 1,
-        };
-        assert_eq!(s.apply(&[decline], 1_100).await.unwrap(), vec![Some(2)]);
-        let row = s.load().await.unwrap().remove(0);
-        assert_eq!(
-            (row.state, row.expiry, row.updated_at),
-            (RecordState::Declined, 7_777, 1_100)
-        );
-        let expire = LeaseWrite::Expire {
-            subnet_id: 1,
-            address: a,
-            client_key: b"A".to_vec(),
-            version: 2,
-        };
-        assert_eq!(s.apply(&[expire], 7_800).await.unwrap(), vec![Some(3)]);
-        let row = s.load().await.unwrap().remove(0);
-        assert_eq!((row.state, row.version), (RecordState::Expired, 3));
+        let (_dir, s) = fresh().await;
+        contract::decline_stores_the_quarantine_and_expire_ends_it(&s).await;
+    }
+
+    #[tokio::test]
+    async fn takeover_waits_for_the_guard_and_the_quarantine() {
+        let (_dir, s) = fresh().await;
+        contract::takeover_waits_for_the_guard_and_the_quarantine(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_writes() {
+        let (_dir, s) = fresh().await;
         s.close().await;
-        assert!(
-            matches!(
-                s.apply(&[grant([10, 0, 0, 9], b"B", 9_000)], 7_900).await,
-                Err(StoreError::WriterStopped)
-            ),
-            "a closed store refuses writes"
-        );
+        assert!(matches!(
+            s.apply(&[contract::grant([10, 0, 0, 9], b"B", 9_000)], 1_000)
+                .await,
+            Err(StoreError::WriterStopped)
+        ));
     }
 }

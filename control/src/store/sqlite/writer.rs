@@ -27,7 +27,8 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use crate::store::{batch, ExtendRow, LeaseWrite, StoreError, WriteOutcome};
+use crate::store::batch::{self, RowChangeKind};
+use crate::store::{ExtendRow, LeaseWrite, StoreError, WriteOutcome};
 
 /// Rows per multi-row statement, at most: one statement for many leases is
 /// what makes a batch cheap, and 128 rows keep the bound parameters far
@@ -180,110 +181,68 @@ fn apply_batch(
     for chunk in power_of_two_chunks(&rows, MAX_ROWS) {
         extend_rows(&tx, chunk, now, &mut extended)?;
     }
+    batch::extension_outcomes(writes, &extended, &mut out);
     for (i, w) in writes.iter().enumerate() {
-        if let LeaseWrite::Extend {
-            subnet_id,
-            address,
-            version,
-            ..
-        } = w
-        {
-            if extended.contains(&(*subnet_id, *address)) {
-                out[i] = Some(*version);
-            }
-        }
-    }
-    for (i, w) in writes.iter().enumerate() {
-        let Some((sql, subnet_id, address, client_key, version, until)) = row_update(w) else {
+        let Some(c) = batch::row_change(w) else {
             continue;
         };
         let mut params = vec![
-            Value::Integer(i64::from(subnet_id)),
-            Value::Text(address.to_string()),
-            Value::Blob(client_key.to_vec()),
+            Value::Integer(i64::from(c.subnet_id)),
+            Value::Text(c.address.to_string()),
+            Value::Blob(c.client_key.to_vec()),
             Value::Integer(now),
-            Value::Integer(i64::from(version)),
+            Value::Integer(i64::from(c.version)),
         ];
-        params.extend(until.map(|u| Value::Integer(u as i64)));
+        if let RowChangeKind::Decline { until } = c.kind {
+            params.push(Value::Integer(until as i64));
+        }
         let changed = tx
-            .prepare_cached(sql)?
+            .prepare_cached(row_change_sql(c.kind))?
             .execute(rusqlite::params_from_iter(params))?;
         if changed > 0 {
-            out[i] = Some(version.wrapping_add(1));
+            out[i] = Some(c.version.wrapping_add(1));
         }
     }
-    let grants = batch::grants(writes);
-    for chunk in power_of_two_chunks(&grants, MAX_ROWS) {
-        grant_rows(&tx, server_id, writes, chunk, now, &mut out)?;
+    for (guard_secs, round) in batch::grant_rounds(writes) {
+        for chunk in power_of_two_chunks(&round, MAX_ROWS) {
+            grant_rows(&tx, server_id, writes, chunk, guard_secs, now, &mut out)?;
+        }
     }
     tx.commit()?;
     Ok(out)
 }
 
-/// The guarded one-row UPDATE of a release, decline or expiry: its SQL and
-/// the row it names (subnet, address, client, the version it was decided
-/// on, and for a decline the end of the quarantine). Parameters: ?1 subnet,
-/// ?2 address, ?3 client, ?4 now, ?5 version, ?6 quarantine end.
-type RowUpdate<'w> = (&'static str, u32, Ipv4Addr, &'w [u8], u32, Option<u64>);
-
-fn row_update(w: &LeaseWrite) -> Option<RowUpdate<'_>> {
-    Some(match w {
-        LeaseWrite::Grant { .. } | LeaseWrite::Extend { .. } => return None,
-        LeaseWrite::Release {
-            subnet_id,
-            address,
-            client_key,
-            version,
-        } => (
+/// The guarded one-row UPDATE of a release, decline or expiry. Parameters:
+/// ?1 subnet, ?2 address, ?3 client, ?4 now, ?5 the version the change was
+/// decided on, ?6 (a decline's) end of quarantine.
+fn row_change_sql(kind: RowChangeKind) -> &'static str {
+    match kind {
+        RowChangeKind::Release => {
             "UPDATE leases SET state = 'released', expiry = ?4, updated_at = ?4, version = version + 1
-             WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?5",
-            *subnet_id,
-            *address,
-            client_key,
-            *version,
-            None,
-        ),
-        LeaseWrite::Decline {
-            subnet_id,
-            address,
-            client_key,
-            until,
-            version,
-        } => (
+             WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?5"
+        }
+        RowChangeKind::Decline { .. } => {
             "UPDATE leases SET state = 'declined', expiry = ?6, updated_at = ?4, version = version + 1
-             WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?5",
-            *subnet_id,
-            *address,
-            client_key,
-            *version,
-            Some(*until),
-        ),
-        LeaseWrite::Expire {
-            subnet_id,
-            address,
-            client_key,
-            version,
-        } => (
+             WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3 AND state = 'leased' AND version = ?5"
+        }
+        RowChangeKind::Expire => {
             "UPDATE leases SET state = 'expired', updated_at = ?4, version = version + 1
              WHERE subnet_id = ?1 AND address = ?2 AND client_key = ?3
-               AND state IN ('leased', 'declined') AND version = ?5",
-            *subnet_id,
-            *address,
-            client_key,
-            *version,
-            None,
-        ),
-    })
+               AND state IN ('leased', 'declined') AND version = ?5"
+        }
+    }
 }
 
 /// Grants as one upsert; RETURNING names the rows that took effect (a row
-/// another client still holds is left alone and not returned) with their
-/// new version.
+/// another client may still hold is left alone and not returned) with their
+/// new version. The takeover rule is [`LeaseWrite::Grant`]'s, with
+/// `guard_secs` bound once as the last parameter.
 fn grant_rows(
     tx: &rusqlite::Transaction<'_>,
     server_id: &str,
     writes: &[LeaseWrite],
     idx: &[usize],
+    guard_secs: u32,
     now: i64,
     out: &mut [WriteOutcome],
 ) -> Result<(), rusqlite::Error> {
@@ -303,8 +262,10 @@ fn grant_rows(
             state = 'leased', expiry = MAX(excluded.expiry, CASE WHEN leases.client_key = excluded.client_key AND leases.state = 'leased' THEN leases.expiry ELSE 0 END),
             allocated_by = excluded.allocated_by, updated_at = excluded.updated_at,
             version = leases.version + 1
-          WHERE leases.client_key = excluded.client_key
-             OR leases.state <> 'leased' OR leases.expiry < excluded.updated_at
+          WHERE (leases.client_key = excluded.client_key AND leases.state = 'leased')
+             OR leases.state IN ('released', 'expired')
+             OR (leases.state = 'declined' AND leases.expiry < excluded.updated_at)
+             OR (leases.state = 'leased' AND leases.expiry + ? < excluded.updated_at)
           RETURNING subnet_id, address, client_key, version",
     );
     let mut params: Vec<Value> = Vec::with_capacity(idx.len() * 7);
@@ -315,6 +276,7 @@ fn grant_rows(
             client_key,
             hw_address,
             expiry,
+            ..
         } = &writes[i]
         {
             params.extend([
@@ -328,6 +290,7 @@ fn grant_rows(
             ]);
         }
     }
+    params.push(Value::Integer(i64::from(guard_secs)));
     let mut stmt = tx.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
     let mut done: HashMap<(u32, Ipv4Addr, Vec<u8>), u32> = HashMap::with_capacity(idx.len());
@@ -341,19 +304,7 @@ fn grant_rows(
         };
         done.insert((subnet, address, r.get(2)?), version);
     }
-    for &i in idx {
-        if let LeaseWrite::Grant {
-            subnet_id,
-            address,
-            client_key,
-            ..
-        } = &writes[i]
-        {
-            out[i] = done
-                .get(&(*subnet_id, *address, client_key.clone()))
-                .copied();
-        }
-    }
+    batch::grant_outcomes(writes, idx, &done, out);
     Ok(())
 }
 

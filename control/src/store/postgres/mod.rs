@@ -1,0 +1,140 @@
+//! The cluster's lease store: PostgreSQL through sqlx.
+//!
+//! Every server of a cluster reads and writes the same rows. The batch
+//! rules are [`batch`](super::batch)'s; what keeps two servers from giving
+//! one address to two clients is in the SQL ([`writes`]): the primary key
+//! (subnet, address), the takeover guard of [`LeaseWrite::Grant`], and the
+//! version checks of the forward-only writes. Selected by a `postgres://`
+//! storage URL; SQLite stays the embedded default.
+
+mod writes;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+
+use super::{LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome};
+
+/// Connections per server: the committer holds one per batch, loads and
+/// queries take the others. Kept small: every server of a cluster opens
+/// this many.
+const CONNECTIONS: u32 = 4;
+
+/// A lease store in a PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    server_id: String,
+}
+
+impl PgStore {
+    /// Connects to `url` and runs the migrations under
+    /// `migrations/postgres` (sqlx serialises concurrent migrators with an
+    /// advisory lock, so servers may start together).
+    pub async fn open(url: &str, server_id: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: redacted(url),
+                source,
+            })?;
+        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            pool,
+            server_id: server_id.to_string(),
+        })
+    }
+}
+
+/// `url` without its password, for messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// An IPv4 address from its integer column.
+fn address_of(v: i64) -> Result<Ipv4Addr, StoreError> {
+    u32::try_from(v)
+        .map(Ipv4Addr::from)
+        .map_err(|_| StoreError::BadRow(format!("address {v}")))
+}
+
+/// A 32-bit column value (subnet id, version) stored as BIGINT.
+fn u32_of(what: &str, v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::BadRow(format!("{what} {v} out of range")))
+}
+
+impl LeaseStore for PgStore {
+    async fn load_each<F>(&self, mut each: F) -> Result<u64, StoreError>
+    where
+        F: FnMut(LeaseRecord) + Send,
+    {
+        let mut rows = sqlx::query(
+            "SELECT subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version FROM leases",
+        )
+        .fetch(&self.pool);
+        let mut n = 0;
+        while let Some(r) = rows.try_next().await? {
+            let state: String = r.try_get("state")?;
+            let hw: Option<Vec<u8>> = r.try_get("hw_address")?;
+            each(LeaseRecord {
+                subnet_id: u32_of("subnet_id", r.try_get("subnet_id")?)?,
+                address: address_of(r.try_get("address")?)?,
+                client_key: r.try_get("client_key")?,
+                hw_address: hw.and_then(|b| <[u8; 6]>::try_from(b.as_slice()).ok()),
+                state: RecordState::parse(&state)
+                    .ok_or_else(|| StoreError::BadRow(format!("state {state:?}")))?,
+                expiry: r.try_get::<i64, _>("expiry")?.max(0) as u64,
+                allocated_by: r.try_get("allocated_by")?,
+                updated_at: r.try_get::<i64, _>("updated_at")?.max(0) as u64,
+                version: u32_of("version", r.try_get("version")?)?,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn apply(
+        &self,
+        writes: &[LeaseWrite],
+        now: u64,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        writes::apply(&self.pool, &self.server_id, writes, now).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn messages_never_show_the_password() {
+        assert_eq!(
+            redacted("postgres://irondhcp:s3cret@db:5432/leases"),
+            "postgres://irondhcp:***@db:5432/leases"
+        );
+        assert_eq!(
+            redacted("postgres://irondhcp@db/leases"),
+            "postgres://irondhcp@db/leases"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
+    }
+}

@@ -1,0 +1,138 @@
+//! The lease-store contract (`irondhcp_control::store::contract`) against a
+//! real PostgreSQL server, the same bodies the SQLite store passes, and
+//! what only a shared store meets: two servers granting the same addresses
+//! at the same moment. Each test runs its own private server
+//! (`testkit::postgres`).
+
+use irondhcp_control::store::contract;
+use irondhcp_control::store::postgres::PgStore;
+use irondhcp_control::store::{LeaseStore, LeaseWrite, RecordState, Store, StoreError};
+use irondhcp_testkit::postgres::PgServer;
+
+async fn fresh(server_id: &str) -> (PgServer, PgStore) {
+    let pg = PgServer::start().expect("start a private PostgreSQL");
+    let url = pg.create_database("leases").expect("create database");
+    let store = PgStore::open(&url, server_id).await.expect("open store");
+    (pg, store)
+}
+
+#[tokio::test]
+async fn writes_and_guards_survive_a_reopen() {
+    let (pg, s) = fresh("srv-a").await;
+    contract::writes_then_guards(&s).await;
+    s.close().await;
+    // Through the URL dispatch, as the daemon opens it.
+    let s = Store::open(&pg.url("leases"), "srv-a").await.unwrap();
+    contract::reads_back(&s, "srv-a").await;
+    // The address column reads as an address in psql.
+    assert_eq!(
+        pg.query("leases", "SELECT ip FROM leases ORDER BY address LIMIT 1")
+            .unwrap(),
+        "10.0.0.5"
+    );
+}
+
+#[tokio::test]
+async fn batch_order_and_multi_row_statements() {
+    let (_pg, s) = fresh("srv").await;
+    contract::batch_order_and_multi_row_statements(&s).await;
+}
+
+#[tokio::test]
+async fn stale_writes_never_touch_a_newer_grant() {
+    let (_pg, s) = fresh("srv").await;
+    contract::stale_writes_never_touch_a_newer_grant(&s).await;
+}
+
+#[tokio::test]
+async fn decline_stores_the_quarantine_and_expire_ends_it() {
+    let (_pg, s) = fresh("srv").await;
+    contract::decline_stores_the_quarantine_and_expire_ends_it(&s).await;
+}
+
+#[tokio::test]
+async fn takeover_waits_for_the_guard_and_the_quarantine() {
+    let (_pg, s) = fresh("srv").await;
+    contract::takeover_waits_for_the_guard_and_the_quarantine(&s).await;
+}
+
+/// Two servers commit grants of the same 256 addresses to different
+/// clients at the same time, in many small batches: every address ends up
+/// granted exactly once, to the server whose row is in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_never_grant_one_address_twice() {
+    let (pg, a) = fresh("srv-a").await;
+    let b = PgStore::open(&pg.url("leases"), "srv-b").await.unwrap();
+    let grants = |key: &'static [u8], order_reversed: bool| {
+        let mut v: Vec<LeaseWrite> = (0..=255u8)
+            .map(|i| contract::guarded_grant([10, 9, 0, i], key, 5_000, 60))
+            .collect();
+        if order_reversed {
+            v.reverse();
+        }
+        v
+    };
+    let run = |s: PgStore, writes: Vec<LeaseWrite>| async move {
+        let mut won = Vec::new();
+        for chunk in writes.chunks(8) {
+            let out = s.apply(chunk, 1_000).await.unwrap();
+            for (w, o) in chunk.iter().zip(out) {
+                if let (LeaseWrite::Grant { address, .. }, Some(_)) = (w, o) {
+                    won.push(*address);
+                }
+            }
+        }
+        won
+    };
+    let (won_a, won_b) = tokio::join!(
+        tokio::spawn(run(a.clone(), grants(b"A", false))),
+        tokio::spawn(run(b.clone(), grants(b"B", true)))
+    );
+    let (won_a, won_b) = (won_a.unwrap(), won_b.unwrap());
+    assert_eq!(won_a.len() + won_b.len(), 256, "every address granted once");
+    let rows = a.load().await.unwrap();
+    assert_eq!(rows.len(), 256);
+    for r in &rows {
+        let (key, by) = if won_a.contains(&r.address) {
+            (&b"A"[..], "srv-a")
+        } else {
+            assert!(
+                won_b.contains(&r.address),
+                "{} granted by nobody",
+                r.address
+            );
+            (&b"B"[..], "srv-b")
+        };
+        assert_eq!(
+            (r.client_key.as_slice(), r.allocated_by.as_str(), r.state),
+            (key, by, RecordState::Leased),
+            "{}",
+            r.address
+        );
+    }
+    assert!(
+        !won_a.is_empty() && !won_b.is_empty(),
+        "both servers won some addresses (they raced from opposite ends)"
+    );
+}
+
+/// An unreachable database is a clear error at start, without the password.
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://irondhcp:s3cret@127.0.0.1:{port}/leases");
+    let e = match PgStore::open(&url, "srv").await {
+        Err(e) => e,
+        Ok(_) => panic!("opened a database nobody serves"),
+    };
+    assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("127.0.0.1") && !msg.contains("s3cret"),
+        "{msg}"
+    );
+}

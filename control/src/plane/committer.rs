@@ -12,8 +12,8 @@
 //! the store's writer thread and back), so an operator may trade latency for CPU with a
 //! commit window (`commit_window_us`): the committer then waits that long
 //! after the first job before it commits, gathering more grants into the
-//! transaction. At 4,000 DORA/s a 2 ms window cut the CPU per new lease by
-//! about a third and added about 4 ms to REQUEST→ACK (docs/benchmarks.md).
+//! transaction. At 4,000 DORA/s a 1 ms window cut the CPU per new lease by
+//! about a quarter and added about 3 ms to REQUEST→ACK (docs/benchmarks.md).
 
 use std::sync::Arc;
 use std::time::Duration;

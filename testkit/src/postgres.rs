@@ -20,6 +20,14 @@ pub struct PgServer {
     port: u16,
 }
 
+/// `pg_ctl start`'s server options for `port`, sockets in `dir`.
+fn server_options(port: u16, dir: &Path) -> String {
+    format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1",
+        dir.display()
+    )
+}
+
 /// The newest `/usr/lib/postgresql/<version>/bin`.
 fn bin_dir() -> io::Result<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")?
@@ -71,26 +79,36 @@ impl PgServer {
         // A port nobody listens on now (a race with another process taking
         // it in between only fails this test's start, loudly).
         server.port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            server.port,
-            server.dir.display()
-        );
-        let log = server.dir.join("log");
-        server.pg(
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts the (stopped) server again on the same port and directory;
+    /// returns once it accepts connections.
+    pub fn restart(&self) -> io::Result<()> {
+        let log = self.dir.join("log");
+        self.pg(
             &[
                 "pg_ctl",
                 "-w",
                 "-l",
                 &log.to_string_lossy(),
                 "-o",
-                &options,
+                &server_options(self.port, &self.dir),
                 "start",
                 "-D",
             ],
-            &data,
-        )?;
-        Ok(server)
+            &self.dir.join("data"),
+        )
+    }
+
+    /// Stops the server at once (`-m immediate`: no checkpoint, clients cut
+    /// off, as in a crash of the database host).
+    pub fn stop(&self) -> io::Result<()> {
+        self.pg(
+            &["pg_ctl", "-m", "immediate", "-w", "stop", "-D"],
+            &self.dir.join("data"),
+        )
     }
 
     /// Runs a PostgreSQL program (first of `args`) with `args` and `path`
@@ -147,8 +165,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = self.pg(&["pg_ctl", "-m", "immediate", "-w", "stop", "-D"], &data);
+        let _ = self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
+use irondhcp_testkit::postgres::PgServer;
 use irondhcp_testkit::testbed::{Testbed, TestbedOptions, SERVER_IP};
 
 use crate::{daemon_bin, db_row, started};
@@ -23,6 +24,77 @@ fn one_address(server_extra: &str) -> Testbed {
         server_extra: server_extra.into(),
         ..TestbedOptions::default()
     })
+}
+
+/// PostgreSQL goes down (killed at once) and comes back: while it is down
+/// a new client gets an OFFER but no ACK (nothing is promised that is not
+/// stored), a bound client's renewals are answered from memory; once it is
+/// back, the new client is ACKed without a daemon restart and both leases
+/// are in PostgreSQL.
+#[test]
+fn postgres_restart_holds_new_leases_until_it_is_back() {
+    let pg = PgServer::start().expect("start a private PostgreSQL");
+    pg.create_database("leases").expect("create database");
+    let tb = started(&TestbedOptions {
+        lease_time: 40,
+        pool: "198.18.0.100-198.18.0.101".into(),
+        storage_url: Some(pg.socket_url("leases")),
+        ..TestbedOptions::default()
+    });
+    let c = RawClient::open(&tb).expect("raw socket");
+    let (a, _) = bind(&c, A_MAC, 0x8000);
+
+    pg.stop().expect("stop PostgreSQL");
+    let offer = c
+        .exchange(
+            &message(MessageType::Discover, B_MAC, 0x8100),
+            &Path::broadcast(B_MAC),
+            Duration::from_secs(5),
+        )
+        .expect("an OFFER while the store is down");
+    let b = offer.yiaddr();
+    assert_ne!(a, b);
+    let mut req = message(MessageType::Request, B_MAC, 0x8101);
+    req.opts_mut().insert(DhcpOption::RequestedIpAddress(b));
+    req.opts_mut()
+        .insert(DhcpOption::ServerIdentifier(SERVER_IP));
+    let answer = c.exchange(&req, &Path::broadcast(B_MAC), Duration::from_secs(3));
+    assert!(
+        answer.is_none(),
+        "ACKed while PostgreSQL was down: {answer:?}"
+    );
+    let renewal = c
+        .exchange(
+            &renewing(A_MAC, a, 0x8200),
+            &unicast_path(&tb, A_MAC, a),
+            Duration::from_secs(3),
+        )
+        .expect("a renewal answered from memory");
+    assert_eq!(msg_type(&renewal), Some(MessageType::Ack));
+
+    pg.restart().expect("restart PostgreSQL");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut acked = false;
+    let mut xid = 0x8300;
+    while !acked && Instant::now() < deadline {
+        let mut req = message(MessageType::Request, B_MAC, xid);
+        req.opts_mut().insert(DhcpOption::RequestedIpAddress(b));
+        req.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(SERVER_IP));
+        acked = c
+            .exchange(&req, &Path::broadcast(B_MAC), Duration::from_secs(1))
+            .is_some_and(|r| msg_type(&r) == Some(MessageType::Ack) && r.yiaddr() == b);
+        xid += 1;
+    }
+    assert!(
+        acked,
+        "no ACK after PostgreSQL came back\n{}",
+        tb.log_text()
+    );
+    let rows = pg
+        .query("leases", "SELECT ip, state FROM leases ORDER BY address")
+        .expect("query");
+    assert_eq!(rows, format!("{a}|leased\n{b}|leased"), "{rows}");
 }
 
 /// DISCOVER, OFFER, REQUEST, ACK for `mac`; returns the address and the

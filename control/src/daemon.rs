@@ -91,7 +91,7 @@ pub async fn run(
             }
         })
         .await?;
-    tracing::info!(stored, live, url = %cfg.raw.storage.url, "lease store loaded");
+    tracing::info!(stored, live, url = %crate::store::postgres::redacted(&cfg.raw.storage.url), "lease store loaded");
 
     let mac = crate::netif::mac_of(&s.interface).map_err(|source| DaemonError::Interface {
         iface: s.interface.clone(),
@@ -177,6 +177,14 @@ pub async fn run(
     )
     .with_commit_window(Duration::from_micros(s.commit_window_us));
     tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
+    let membership = match &*store {
+        Store::Postgres(pg) => Some(tokio::spawn(crate::membership::run(
+            pg.clone(),
+            s.address.to_string(),
+            shutdown.clone(),
+        ))),
+        Store::Sqlite(_) => None,
+    };
 
     // The plane runs until shutdown; then it has flushed the write-behind.
     let mut plane_shutdown = shutdown.clone();
@@ -237,6 +245,9 @@ pub async fn run(
     let _ = plane_stop_tx.send(true);
     let stats = plane_task.await.unwrap_or_default();
     let _ = ctl_task.await;
+    if let Some(m) = membership {
+        let _ = m.await;
+    }
     store.close().await;
     if stats.counters.write_behind_pending > 0 {
         tracing::error!(

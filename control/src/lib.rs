@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod membership;
 pub mod netif;
 pub mod plane;
 pub mod stats;

@@ -116,6 +116,30 @@ async fn two_servers_never_grant_one_address_twice() {
     );
 }
 
+/// Registration bumps the boot epoch; a heartbeat only keeps alive the
+/// boot that owns the row, and never moves back.
+#[tokio::test]
+async fn servers_register_with_a_new_epoch_and_keep_a_heartbeat() {
+    let (pg, a) = fresh("srv-a").await;
+    let b = PgStore::open(&pg.url("leases"), "srv-b").await.unwrap();
+    assert_eq!(a.register("192.0.2.1", 1_000).await.unwrap(), 1);
+    assert_eq!(b.register("192.0.2.1", 1_000).await.unwrap(), 1);
+    // srv-a restarts: epoch 2; the old boot's heartbeat no longer counts.
+    let a2 = PgStore::open(&pg.url("leases"), "srv-a").await.unwrap();
+    assert_eq!(a2.register("192.0.2.1", 1_005).await.unwrap(), 2);
+    assert!(!a.heartbeat(1, 1_010).await.unwrap(), "a replaced boot");
+    assert!(a2.heartbeat(2, 1_010).await.unwrap());
+    assert!(a2.heartbeat(2, 1_008).await.unwrap());
+    let servers = a.servers().await.unwrap();
+    let got: Vec<(&str, u32, u64)> = servers
+        .iter()
+        .map(|r| (r.id.as_str(), r.boot_epoch, r.heartbeat_at))
+        .collect();
+    assert_eq!(got, vec![("srv-a", 2, 1_010), ("srv-b", 1, 1_000)]);
+    assert_eq!(servers[0].version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(servers[0].address, "192.0.2.1");
+}
+
 /// An unreachable database is a clear error at start, without the password.
 #[tokio::test]
 async fn an_unreachable_database_is_a_clear_error() {

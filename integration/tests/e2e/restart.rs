@@ -21,6 +21,22 @@ impl Storage {
         }
     }
 
+    /// The daemon's boot epoch and heartbeat age (s) in the cluster's
+    /// server registry (PostgreSQL only).
+    fn registered(&self) -> Option<(u32, i64)> {
+        let Storage::Postgres(pg) = self else {
+            return None;
+        };
+        let out = pg
+            .query(
+                "leases",
+                "SELECT boot_epoch, extract(epoch from now())::bigint - heartbeat_at FROM servers",
+            )
+            .ok()?;
+        let (epoch, age) = out.split_once('|')?;
+        Some((epoch.parse().ok()?, age.parse().ok()?))
+    }
+
     /// The stored state of `addr`, and the server that allocated it.
     fn row(&self, tb: &Testbed, addr: &str) -> Option<(String, String)> {
         match self {
@@ -79,6 +95,7 @@ fn restart_keeps_lease(kill: bool, storage: Storage) {
             "XDP still attached after SIGTERM:\n{link}"
         );
     }
+    let first_boot = storage.registered();
     tb.start_daemon(&daemon_bin()).expect("restart irondhcp");
     let leases = tb.ctl("leases").expect("leases");
     assert!(
@@ -110,6 +127,11 @@ fn restart_keeps_lease(kill: bool, storage: Storage) {
         "address changed: {:?}",
         events(&ev)
     );
+    if let Some((epoch, _)) = first_boot {
+        let (again, age) = storage.registered().expect("still registered");
+        assert_eq!(again, epoch + 1, "a restart is a new boot epoch");
+        assert!(age <= 3, "heartbeat {age} s old");
+    }
     let _ = client.kill();
     let _ = client.wait();
 }

@@ -7,7 +7,10 @@
 //! version checks of the forward-only writes. Selected by a `postgres://`
 //! storage URL; SQLite stays the embedded default.
 
+mod servers;
 mod writes;
+
+pub use servers::ServerRow;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -42,6 +42,12 @@ pub struct ControlStats {
     pub reply_drops: u64,
     /// REQUESTs dropped because too many grants were waiting for the store.
     pub shed: u64,
+    /// Renewals that missed the map and were looked up in the shared store,
+    /// those whose lease was found there, and those dropped because too
+    /// many lookups were in flight.
+    pub lookups: u64,
+    pub lookups_found: u64,
+    pub lookups_shed: u64,
 }
 
 /// The workers' counters, summed over queues.

@@ -24,6 +24,16 @@ async fn writes_and_guards_survive_a_reopen() {
     // Through the URL dispatch, as the daemon opens it.
     let s = Store::open(&pg.url("leases"), "srv-a").await.unwrap();
     contract::reads_back(&s, "srv-a").await;
+    // One row by address, as a renewal that missed the map reads it.
+    assert!(s.is_shared());
+    let got = s
+        .get(1, "10.0.0.5".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("the row of 10.0.0.5");
+    assert_eq!((got.client_key.as_slice(), got.version), (&b"A"[..], 2));
+    assert_eq!(s.get(1, "10.0.0.77".parse().unwrap()).await.unwrap(), None);
+    assert_eq!(s.get(2, "10.0.0.5".parse().unwrap()).await.unwrap(), None);
     // The address column reads as an address in psql.
     assert_eq!(
         pg.query("leases", "SELECT ip FROM leases ORDER BY address LIMIT 1")

@@ -84,6 +84,21 @@ impl Allocator {
         }
     }
 
+    /// The (subnet id, address) of a renewal whose address this map holds
+    /// no lease on (free, or only offered): in a cluster the lease may
+    /// exist all the same, written by another server. `None` for an address
+    /// outside the pools or one the map does hold.
+    pub fn lease_missed(&self, si: u16, requested: Option<Ipv4Addr>) -> Option<(u32, Ipv4Addr)> {
+        let subnet = self.subnets.get(si as usize)?;
+        let addr = requested?;
+        let slot = self.slot(addr)?;
+        matches!(
+            self.owners[slot as usize].state,
+            OwnerState::Free | OwnerState::Offered
+        )
+        .then_some((subnet.id, addr))
+    }
+
     /// Marks `slot` as being committed to the client and returns the grant.
     /// A client moving to a new address gives up its old one, in the store
     /// too; a client re-granted its own lease keeps it if the commit fails.

@@ -39,11 +39,13 @@ use crate::store::{LeaseStore, LeaseWrite};
 
 mod committer;
 mod events;
+mod lookup;
 #[cfg(test)]
 mod test_store;
 
 use committer::{committer, CommitDone, CommitJob};
 pub use events::{LeaseEvents, NoEvents};
+use lookup::{LookupDone, Lookups};
 
 /// Most messages handled per batch (bounds the time between commits).
 const MAX_BATCH: usize = 2048;
@@ -54,6 +56,14 @@ const MAX_BATCH: usize = 2048;
 const MAX_GRANTS_IN_FLIGHT: usize = 4096;
 /// Most addresses looked at per reclaim pass.
 const RECLAIM_PER_PASS: usize = 10_000;
+
+/// The next message of `rx`, or never when there is none.
+async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What the fast path sends: requests that need an address, write-behind
 /// events, and the doorbell the workers ring after queueing either.
@@ -132,6 +142,9 @@ pub struct Plane<S: LeaseStore> {
     stats: PlaneStats,
     /// How long a commit gathers grants after its first (zero: none).
     commit_window: Duration,
+    /// Renewals that missed the map, being looked up in a shared store.
+    lookups: Lookups,
+    lookups_done: Option<mpsc::UnboundedReceiver<LookupDone>>,
 }
 
 impl<S: LeaseStore> Plane<S> {
@@ -144,6 +157,7 @@ impl<S: LeaseStore> Plane<S> {
         reclaim_every: Duration,
     ) -> Self {
         let n = workers.len();
+        let (lookups, lookups_done) = Lookups::new();
         Self {
             alloc,
             store,
@@ -158,6 +172,8 @@ impl<S: LeaseStore> Plane<S> {
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
             commit_window: Duration::ZERO,
+            lookups,
+            lookups_done: Some(lookups_done),
         }
     }
 
@@ -211,6 +227,7 @@ impl<S: LeaseStore> Plane<S> {
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_BATCH);
+        let mut lookups_done = self.lookups_done.take();
         loop {
             // Biased, in this order: stop, commits done, management queries
             // and the timers come before the packet backlog. Those branches
@@ -225,6 +242,12 @@ impl<S: LeaseStore> Plane<S> {
                 Some(d) = done_rx.recv() => {
                     self.committed(d);
                     self.ring_doorbells();
+                }
+                Some(l) = recv_some(&mut lookups_done) => {
+                    let grants = self.looked_up(l);
+                    if let Err(()) = self.hand_over(grants, &job_tx) {
+                        break;
+                    }
                 }
                 Some(q) = queries.recv() => self.answer(q),
                 _ = flush.tick() => {
@@ -317,6 +340,16 @@ impl<S: LeaseStore> Plane<S> {
         jobs: &mpsc::UnboundedSender<CommitJob>,
     ) -> Result<(), ()> {
         let grants = self.process(batch);
+        self.hand_over(grants, jobs)
+    }
+
+    /// Hands `grants`, with the write-behind queued so far, to the
+    /// committer, and rings the workers that have replies.
+    fn hand_over(
+        &mut self,
+        grants: Vec<PendingGrant>,
+        jobs: &mpsc::UnboundedSender<CommitJob>,
+    ) -> Result<(), ()> {
         self.pending.extend(self.alloc.take_side_writes());
         self.ring_doorbells();
         if !grants.is_empty() {
@@ -398,10 +431,10 @@ impl<S: LeaseStore> Plane<S> {
                 Input::Event(e) => self.event(e),
                 Input::Alloc(req) => {
                     let req = *req;
-                    let hw = Some(req.hw_addr);
-                    let key = req.client_key.as_bytes();
                     match req.kind {
                         AllocKind::Discover => {
+                            let key = req.client_key.as_bytes();
+                            let hw = Some(req.hw_addr);
                             let d = self.alloc.discover(req.subnet, key, hw, req.requested, now);
                             self.reply(req.worker, d, req.frame);
                         }
@@ -410,21 +443,8 @@ impl<S: LeaseStore> Plane<S> {
                                 self.stats.counters.shed += 1;
                                 continue;
                             }
-                            let outcome = if req.kind == AllocKind::Request {
-                                self.alloc.request(req.subnet, key, hw, req.requested, now)
-                            } else {
-                                self.alloc.renew(req.subnet, key, hw, req.requested, now)
-                            };
-                            match outcome {
-                                RequestOutcome::Commit(grant) => grants.push(PendingGrant {
-                                    worker: req.worker,
-                                    frame: req.frame,
-                                    grant,
-                                }),
-                                RequestOutcome::Nak => {
-                                    self.reply(req.worker, AllocDecision::Nak, req.frame)
-                                }
-                                RequestOutcome::Ignore => {}
+                            if let Some(req) = self.look_up_if_missed(req) {
+                                self.decide(req, now, &mut grants);
                             }
                         }
                     }
@@ -432,6 +452,27 @@ impl<S: LeaseStore> Plane<S> {
             }
         }
         grants
+    }
+
+    /// Decides a REQUEST or a durable renewal: a grant to commit, a NAK, or
+    /// silence.
+    fn decide(&mut self, req: AllocRequest, now: u64, grants: &mut Vec<PendingGrant>) {
+        let key = req.client_key.as_bytes();
+        let hw = Some(req.hw_addr);
+        let outcome = if req.kind == AllocKind::Request {
+            self.alloc.request(req.subnet, key, hw, req.requested, now)
+        } else {
+            self.alloc.renew(req.subnet, key, hw, req.requested, now)
+        };
+        match outcome {
+            RequestOutcome::Commit(grant) => grants.push(PendingGrant {
+                worker: req.worker,
+                frame: req.frame,
+                grant,
+            }),
+            RequestOutcome::Nak => self.reply(req.worker, AllocDecision::Nak, req.frame),
+            RequestOutcome::Ignore => {}
+        }
     }
 
     /// The committer's report: ACK (or roll back) each grant, requeue

@@ -467,4 +467,21 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Closes the store (flushes what the backend buffers).
     fn close(&self) -> impl Future<Output = ()> + Send;
+
+    /// Whether other servers write this store too (a cluster's
+    /// PostgreSQL). Then this server's map can miss a lease that exists,
+    /// and a renewal that misses is looked up ([`LeaseStore::get`]) before
+    /// it is refused. One box's store holds nothing its map lacks.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The stored row of `address` in subnet `subnet_id`, if any.
+    fn get(
+        &self,
+        _subnet_id: u32,
+        _address: Ipv4Addr,
+    ) -> impl Future<Output = Result<Option<LeaseRecord>, StoreError>> + Send {
+        async { Ok(None) }
+    }
 }

@@ -59,6 +59,24 @@ impl LeaseStore for Store {
             Store::Postgres(s) => s.close().await,
         }
     }
+
+    fn is_shared(&self) -> bool {
+        match self {
+            Store::Sqlite(s) => s.is_shared(),
+            Store::Postgres(s) => s.is_shared(),
+        }
+    }
+
+    async fn get(
+        &self,
+        subnet_id: u32,
+        address: std::net::Ipv4Addr,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get(subnet_id, address).await,
+            Store::Postgres(s) => s.get(subnet_id, address).await,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use irondhcp_testkit::testbed::{Testbed, TestbedOptions, SERVER_IP};
 use crate::{daemon_bin, db_row, started};
 use irondhcp_testkit::rawclient::{lease_time, mac_in, message, msg_type, Path, RawClient};
 
-const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa0, 0x01];
+pub(crate) const A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa0, 0x01];
 const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xb0, 0x02];
 
 /// A testbed whose pool is one address, lease 40 s (T1 20 s, MCLT 20 s).
@@ -100,7 +100,7 @@ fn postgres_restart_holds_new_leases_until_it_is_back() {
 
 /// DISCOVER, OFFER, REQUEST, ACK for `mac`; returns the address and the
 /// time the ACK arrived.
-fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant) {
+pub(crate) fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant) {
     let offer = c
         .exchange(
             &message(MessageType::Discover, mac, xid),
@@ -122,14 +122,14 @@ fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant) {
 }
 
 /// A RENEWING request: unicast from `addr` to the server.
-fn renewing(mac: [u8; 6], addr: Ipv4Addr, xid: u32) -> Message {
+pub(crate) fn renewing(mac: [u8; 6], addr: Ipv4Addr, xid: u32) -> Message {
     let mut m = message(MessageType::Request, mac, xid);
     m.set_flags(dhcproto::v4::Flags::default());
     m.set_ciaddr(addr);
     m
 }
 
-fn unicast_path(tb: &Testbed, mac: [u8; 6], addr: Ipv4Addr) -> Path {
+pub(crate) fn unicast_path(tb: &Testbed, mac: [u8; 6], addr: Ipv4Addr) -> Path {
     Path {
         src_mac: mac,
         dst_mac: mac_in(&tb.server, &tb.srv_if),

@@ -13,6 +13,7 @@ mod malformed;
 mod perfdhcp;
 mod relay;
 mod restart;
+mod shared_store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::{LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome};
@@ -86,26 +86,11 @@ impl LeaseStore for PgStore {
     where
         F: FnMut(LeaseRecord) + Send,
     {
-        let mut rows = sqlx::query(
-            "SELECT subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version FROM leases",
-        )
-        .fetch(&self.pool);
+        let sql = format!("SELECT {COLUMNS} FROM leases");
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
         let mut n = 0;
         while let Some(r) = rows.try_next().await? {
-            let state: String = r.try_get("state")?;
-            let hw: Option<Vec<u8>> = r.try_get("hw_address")?;
-            each(LeaseRecord {
-                subnet_id: u32_of("subnet_id", r.try_get("subnet_id")?)?,
-                address: address_of(r.try_get("address")?)?,
-                client_key: r.try_get("client_key")?,
-                hw_address: hw.and_then(|b| <[u8; 6]>::try_from(b.as_slice()).ok()),
-                state: RecordState::parse(&state)
-                    .ok_or_else(|| StoreError::BadRow(format!("state {state:?}")))?,
-                expiry: r.try_get::<i64, _>("expiry")?.max(0) as u64,
-                allocated_by: r.try_get("allocated_by")?,
-                updated_at: r.try_get::<i64, _>("updated_at")?.max(0) as u64,
-                version: u32_of("version", r.try_get("version")?)?,
-            });
+            each(record_of(&r)?);
             n += 1;
         }
         Ok(n)
@@ -122,6 +107,48 @@ impl LeaseStore for PgStore {
     async fn close(&self) {
         self.pool.close().await;
     }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn get(
+        &self,
+        subnet_id: u32,
+        address: Ipv4Addr,
+    ) -> Result<Option<LeaseRecord>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM leases WHERE subnet_id = $1 AND address = $2"
+        ))
+        .bind(i64::from(subnet_id))
+        .bind(i64::from(u32::from(address)))
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| record_of(&r))
+        .transpose()
+    }
+}
+
+/// The columns [`record_of`] reads.
+const COLUMNS: &str =
+    "subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version";
+
+/// A lease record from a row of [`COLUMNS`].
+fn record_of(r: &PgRow) -> Result<LeaseRecord, StoreError> {
+    let state: String = r.try_get("state")?;
+    let hw: Option<Vec<u8>> = r.try_get("hw_address")?;
+    Ok(LeaseRecord {
+        subnet_id: u32_of("subnet_id", r.try_get("subnet_id")?)?,
+        address: address_of(r.try_get("address")?)?,
+        client_key: r.try_get("client_key")?,
+        hw_address: hw.and_then(|b| <[u8; 6]>::try_from(b.as_slice()).ok()),
+        state: RecordState::parse(&state)
+            .ok_or_else(|| StoreError::BadRow(format!("state {state:?}")))?,
+        expiry: r.try_get::<i64, _>("expiry")?.max(0) as u64,
+        allocated_by: r.try_get("allocated_by")?,
+        updated_at: r.try_get::<i64, _>("updated_at")?.max(0) as u64,
+        version: u32_of("version", r.try_get("version")?)?,
+    })
 }
 
 #[cfg(test)]

@@ -54,21 +54,13 @@ fn postgres_restart_holds_new_leases_until_it_is_back() {
         .expect("an OFFER while the store is down");
     let b = offer.yiaddr();
     assert_ne!(a, b);
-    let mut req = message(MessageType::Request, B_MAC, 0x8101);
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(b));
-    req.opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER_IP));
+    let req = selecting(B_MAC, b, 0x8101);
     let answer = c.exchange(&req, &Path::broadcast(B_MAC), Duration::from_secs(3));
     assert!(
         answer.is_none(),
         "ACKed while PostgreSQL was down: {answer:?}"
     );
-    let renewal = c
-        .exchange(
-            &renewing(A_MAC, a, 0x8200),
-            &unicast_path(&tb, A_MAC, a),
-            Duration::from_secs(3),
-        )
+    let renewal = renew_with(&c, &tb, A_MAC, a, 0x8200, Duration::from_secs(3))
         .expect("a renewal answered from memory");
     assert_eq!(msg_type(&renewal), Some(MessageType::Ack));
 
@@ -77,10 +69,7 @@ fn postgres_restart_holds_new_leases_until_it_is_back() {
     let mut acked = false;
     let mut xid = 0x8300;
     while !acked && Instant::now() < deadline {
-        let mut req = message(MessageType::Request, B_MAC, xid);
-        req.opts_mut().insert(DhcpOption::RequestedIpAddress(b));
-        req.opts_mut()
-            .insert(DhcpOption::ServerIdentifier(SERVER_IP));
+        let req = selecting(B_MAC, b, xid);
         acked = c
             .exchange(&req, &Path::broadcast(B_MAC), Duration::from_secs(1))
             .is_some_and(|r| msg_type(&r) == Some(MessageType::Ack) && r.yiaddr() == b);
@@ -110,10 +99,7 @@ pub(crate) fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant)
         .expect("an OFFER");
     assert_eq!(msg_type(&offer), Some(MessageType::Offer));
     let addr = offer.yiaddr();
-    let mut req = message(MessageType::Request, mac, xid + 1);
-    req.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
-    req.opts_mut()
-        .insert(DhcpOption::ServerIdentifier(SERVER_IP));
+    let req = selecting(mac, addr, xid + 1);
     let ack = c
         .exchange(&req, &Path::broadcast(mac), Duration::from_secs(10))
         .expect("an ACK");
@@ -121,15 +107,40 @@ pub(crate) fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant)
     (addr, Instant::now())
 }
 
+/// A SELECTING REQUEST: `mac` takes the offer of `addr` from this server.
+fn selecting(mac: [u8; 6], addr: Ipv4Addr, xid: u32) -> Message {
+    let mut m = message(MessageType::Request, mac, xid);
+    m.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
+    m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER_IP));
+    m
+}
+
+/// `mac` renews `addr` with `tb`'s server (RENEWING, unicast) and waits up
+/// to `wait` for the answer.
+pub(crate) fn renew_with(
+    c: &RawClient,
+    tb: &Testbed,
+    mac: [u8; 6],
+    addr: Ipv4Addr,
+    xid: u32,
+    wait: Duration,
+) -> Option<Message> {
+    c.exchange(
+        &renewing(mac, addr, xid),
+        &unicast_path(tb, mac, addr),
+        wait,
+    )
+}
+
 /// A RENEWING request: unicast from `addr` to the server.
-pub(crate) fn renewing(mac: [u8; 6], addr: Ipv4Addr, xid: u32) -> Message {
+fn renewing(mac: [u8; 6], addr: Ipv4Addr, xid: u32) -> Message {
     let mut m = message(MessageType::Request, mac, xid);
     m.set_flags(dhcproto::v4::Flags::default());
     m.set_ciaddr(addr);
     m
 }
 
-pub(crate) fn unicast_path(tb: &Testbed, mac: [u8; 6], addr: Ipv4Addr) -> Path {
+fn unicast_path(tb: &Testbed, mac: [u8; 6], addr: Ipv4Addr) -> Path {
     Path {
         src_mac: mac,
         dst_mac: mac_in(&tb.server, &tb.srv_if),
@@ -150,9 +161,7 @@ fn try_take(c: &RawClient, addr: Ipv4Addr, xid: u32) -> bool {
     if msg_type(&offer) != Some(MessageType::Offer) || offer.yiaddr() != addr {
         return false;
     }
-    let mut r = message(MessageType::Request, B_MAC, xid + 1);
-    r.opts_mut().insert(DhcpOption::RequestedIpAddress(addr));
-    r.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER_IP));
+    let r = selecting(B_MAC, addr, xid + 1);
     c.send(&r, &Path::broadcast(B_MAC)).expect("send");
     c.recv(xid + 1, Duration::from_millis(700))
         .is_some_and(|a| msg_type(&a) == Some(MessageType::Ack) && a.yiaddr() == addr)
@@ -173,13 +182,8 @@ fn crash_after_renewal_never_gives_the_address_to_a_second_client_early() {
     // t0 + 60 s (durable t0 + 40 plus MCLT 20).
     let t1 = t0 + Duration::from_secs(20);
     std::thread::sleep(t1.saturating_duration_since(Instant::now()));
-    let ack = c
-        .exchange(
-            &renewing(A_MAC, addr, 0x2000),
-            &unicast_path(&tb, A_MAC, addr),
-            Duration::from_secs(3),
-        )
-        .expect("renewal answered");
+    let ack =
+        renew_with(&c, &tb, A_MAC, addr, 0x2000, Duration::from_secs(3)).expect("renewal answered");
     let renewed_at = Instant::now();
     tb.kill_daemon().expect("kill -9");
     assert_eq!(msg_type(&ack), Some(MessageType::Ack));
@@ -287,13 +291,8 @@ fn sighup_stops_cleanly_and_flushes_the_write_behind() {
     let (addr, _) = bind(&c, A_MAC, 0x7000);
     let before = db_row(&tb.db, &addr.to_string()).expect("row").2;
     std::thread::sleep(Duration::from_secs(2));
-    let ack = c
-        .exchange(
-            &renewing(A_MAC, addr, 0x7100),
-            &unicast_path(&tb, A_MAC, addr),
-            Duration::from_secs(3),
-        )
-        .expect("renewal answered");
+    let ack =
+        renew_with(&c, &tb, A_MAC, addr, 0x7100, Duration::from_secs(3)).expect("renewal answered");
     assert_eq!(msg_type(&ack), Some(MessageType::Ack));
     let status = tb.signal_daemon(libc::SIGHUP).expect("SIGHUP");
     assert!(status.success(), "SIGHUP exit: {status}\n{}", tb.log_text());

@@ -17,7 +17,13 @@ impl Storage {
     fn url(&self) -> Option<String> {
         match self {
             Storage::Sqlite => None,
-            Storage::Postgres(pg) => Some(pg.socket_url("leases")),
+            // With a password (trust authentication ignores it): it must
+            // not reach the daemon's log.
+            Storage::Postgres(pg) => Some(pg.socket_url("leases").replacen(
+                "postgres@",
+                "postgres:s3cret@",
+                1,
+            )),
         }
     }
 
@@ -95,6 +101,10 @@ fn restart_keeps_lease(kill: bool, storage: Storage) {
             "XDP still attached after SIGTERM:\n{link}"
         );
     }
+    assert!(
+        !tb.log_text().contains("s3cret"),
+        "the storage URL's password is in the log"
+    );
     let first_boot = storage.registered();
     tb.start_daemon(&daemon_bin()).expect("restart irondhcp");
     let leases = tb.ctl("leases").expect("leases");

@@ -10,7 +10,7 @@ use irondhcp_testkit::postgres::PgServer;
 use irondhcp_testkit::rawclient::{msg_type, RawClient};
 use irondhcp_testkit::testbed::TestbedOptions;
 
-use crate::lease_safety::{bind, renewing, unicast_path, A_MAC};
+use crate::lease_safety::{bind, renew_with, A_MAC};
 use crate::{started, stat};
 
 #[test]
@@ -39,12 +39,7 @@ fn a_renewal_reaching_another_server_is_answered_from_the_shared_store() {
     // The same client renews with the other server (as anycast would send
     // it after the first one failed).
     let cb = RawClient::open(&b).expect("raw socket");
-    let ack = cb
-        .exchange(
-            &renewing(A_MAC, addr, 0x9100),
-            &unicast_path(&b, A_MAC, addr),
-            Duration::from_secs(5),
-        )
+    let ack = renew_with(&cb, &b, A_MAC, addr, 0x9100, Duration::from_secs(5))
         .expect("the other server answers the renewal");
     assert_eq!(
         msg_type(&ack),
@@ -70,13 +65,7 @@ fn a_renewal_reaching_another_server_is_answered_from_the_shared_store() {
     } else {
         other
     };
-    let nak = cb
-        .exchange(
-            &renewing(A_MAC, other, 0x9200),
-            &unicast_path(&b, A_MAC, other),
-            Duration::from_secs(5),
-        )
-        .expect("an answer");
+    let nak = renew_with(&cb, &b, A_MAC, other, 0x9200, Duration::from_secs(5)).expect("an answer");
     assert_eq!(msg_type(&nak), Some(MessageType::Nak));
     assert_eq!(
         pg.query("leases", "SELECT count(*) FROM leases")

@@ -233,6 +233,12 @@ fn row_change_sql(kind: RowChangeKind) -> &'static str {
     }
 }
 
+/// `n` copies of the placeholder row `row`, comma-separated: the VALUES
+/// list of a multi-row statement.
+fn values_list(row: &str, n: usize) -> String {
+    vec![row; n].join(", ")
+}
+
 /// Grants as one upsert; RETURNING names the rows that took effect (a row
 /// another client may still hold is left alone and not returned) with their
 /// new version. The takeover rule is [`LeaseWrite::Grant`]'s, with
@@ -249,13 +255,10 @@ fn grant_rows(
     let mut sql = String::from(
         "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version) VALUES ",
     );
-    for n in 0..idx.len() {
-        sql.push_str(if n == 0 {
-            "(?, ?, ?, ?, 'leased', ?, ?, ?, 1)"
-        } else {
-            ", (?, ?, ?, ?, 'leased', ?, ?, ?, 1)"
-        });
-    }
+    sql.push_str(&values_list(
+        "(?, ?, ?, ?, 'leased', ?, ?, ?, 1)",
+        idx.len(),
+    ));
     sql.push_str(
         " ON CONFLICT (subnet_id, address) DO UPDATE SET
             client_key = excluded.client_key, hw_address = excluded.hw_address,
@@ -319,13 +322,7 @@ fn extend_rows(
 ) -> Result<(), rusqlite::Error> {
     let mut sql =
         String::from("WITH v(subnet_id, address, client_key, version, expiry) AS (VALUES ");
-    for n in 0..rows.len() {
-        sql.push_str(if n == 0 {
-            "(?, ?, ?, ?, ?)"
-        } else {
-            ", (?, ?, ?, ?, ?)"
-        });
-    }
+    sql.push_str(&values_list("(?, ?, ?, ?, ?)", rows.len()));
     sql.push_str(
         ") UPDATE leases SET expiry = MAX(leases.expiry, v.expiry), updated_at = ?
            FROM v WHERE leases.subnet_id = v.subnet_id AND leases.address = v.address

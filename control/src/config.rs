@@ -42,6 +42,8 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
     #[serde(rename = "subnet", default)]
     pub subnets: Vec<SubnetConfig>,
 }
@@ -149,6 +151,51 @@ impl Default for StorageConfig {
             url: default_storage_url(),
         }
     }
+}
+
+/// `[cluster]`: how the servers sharing a PostgreSQL store keep their lease
+/// maps in step (docs/ha.md). Ignored on SQLite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://host:port/` or `unix:///path/to/redis.sock`: where lease
+    /// events are published. Without it the servers catch up by polling
+    /// PostgreSQL only.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The pub/sub channel (one per cluster).
+    #[serde(default = "default_channel")]
+    pub channel: String,
+    /// How often PostgreSQL is polled for changes while events may be
+    /// missed (no Redis, Redis away, a peer gone quiet).
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// How far back a catch-up reads before the last time it knows it was
+    /// in step: covers commits that were slow to become visible and clocks
+    /// that differ between servers.
+    #[serde(default = "default_resync_overlap")]
+    pub resync_overlap: u32,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            channel: default_channel(),
+            poll_interval_ms: default_poll_interval_ms(),
+            resync_overlap: default_resync_overlap(),
+        }
+    }
+}
+
+fn default_channel() -> String {
+    "irondhcp:leases".into()
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_resync_overlap() -> u32 {
+    5
 }
 
 /// `[[subnet]]`.
@@ -420,6 +467,32 @@ impl Config {
                     "{:?}: use sqlite:///path/to/leases.sqlite3 (one box) or postgres://user:password@host/database (a cluster)",
                     crate::store::postgres::redacted(url)
                 ),
+            ));
+        }
+        if let Some(r) = &self.cluster.redis_url {
+            if url.starts_with("sqlite:") {
+                return Err(invalid(
+                    "cluster.redis_url",
+                    "a cluster shares a postgres:// storage.url; one box on SQLite has no peers to tell",
+                ));
+            }
+            if !["redis://", "unix://", "redis+unix://"]
+                .iter()
+                .any(|p| r.starts_with(p))
+            {
+                return Err(invalid(
+                    "cluster.redis_url",
+                    format!(
+                        "{:?}: use redis://host:port/ or unix:///path/to/redis.sock",
+                        crate::store::postgres::redacted(r)
+                    ),
+                ));
+            }
+        }
+        if self.cluster.poll_interval_ms == 0 {
+            return Err(invalid(
+                "cluster.poll_interval_ms",
+                "must be at least 1 millisecond",
             ));
         }
         if self.subnets.is_empty() {
@@ -834,6 +907,29 @@ address = "10.0.0.10"
         let e = err_of(&with("mysql://irondhcp:s3cret@db/irondhcp"));
         assert!(e.starts_with("storage.url: "), "{e}");
         assert!(e.contains("postgres://") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn a_cluster_needs_postgres_and_a_redis_url() {
+        let pg = "[storage]\nurl = \"postgres://irondhcp@db/irondhcp\"\n";
+        let with =
+            |storage: &str, cluster: &str| format!("{GOOD}\n{storage}[cluster]\n{cluster}\n");
+        let v = Config::parse(&with(pg, "redis_url = \"redis://10.0.0.9:6379/\"")).unwrap();
+        assert_eq!(v.raw.cluster.channel, "irondhcp:leases");
+        assert_eq!(v.raw.cluster.poll_interval_ms, 1000);
+        assert!(Config::parse(&with(pg, "redis_url = \"unix:///run/redis.sock\"")).is_ok());
+        let e = err_of(&with("", "redis_url = \"redis://10.0.0.9/\""));
+        assert!(
+            e.starts_with("cluster.redis_url: ") && e.contains("postgres"),
+            "{e}"
+        );
+        let e = err_of(&with(pg, "redis_url = \"http://u:s3cret@10.0.0.9/\""));
+        assert!(
+            e.starts_with("cluster.redis_url: ") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let e = err_of(&with(pg, "poll_interval_ms = 0"));
+        assert!(e.starts_with("cluster.poll_interval_ms: "), "{e}");
     }
 
     /// Inputs that used to panic or pass `--check` and then abort the daemon.

@@ -37,6 +37,8 @@ pub struct CtlContext {
     pub xdp: Arc<Mutex<Option<XdpProgram>>>,
     pub leases: Arc<LeaseMap>,
     pub server_id: String,
+    /// The cluster's sync counters (`None` on one box).
+    pub sync: Option<Arc<crate::sync::SyncStats>>,
 }
 
 /// Serves the socket at `path` until `shutdown` turns true.
@@ -130,7 +132,14 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                 Ok(g) => g.as_ref().and_then(|p| p.counters().ok()),
                 Err(_) => None,
             };
-            let stats = Stats::gather(&ctx.server_id, plane, &ctx.workers, &ctx.leases, xdp);
+            let stats = Stats::gather(
+                &ctx.server_id,
+                plane,
+                &ctx.workers,
+                &ctx.leases,
+                xdp,
+                ctx.sync.as_deref(),
+            );
             match serde_json::to_value(&stats) {
                 Ok(Value::Object(mut m)) => {
                     m.insert("result".into(), json!(0));
@@ -186,6 +195,7 @@ mod tests {
             xdp: Arc::new(Mutex::new(None)),
             leases: Arc::new(leases),
             server_id: "t".into(),
+            sync: None,
         };
         (ctx, rx)
     }

@@ -30,6 +30,8 @@ use crate::store::{LeaseStore, Store, StoreError};
 pub enum DaemonError {
     #[error("lease store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Sync(#[from] crate::sync::SyncError),
     #[error("lease map: {0}")]
     LeaseMap(#[from] irondhcp_fastpath::lease_map::LeaseMapError),
     #[error("XDP: {0}")]
@@ -84,6 +86,9 @@ pub async fn run(
     let mut alloc = Allocator::new(cfg.subnets.clone(), leases.clone(), timers);
     alloc.authoritative = s.authoritative;
     let mut live = 0u64;
+    // Every change before this time is in the load; the cluster's sync
+    // catches up from here (minus its overlap window).
+    let loaded_at = irondhcp_fastpath::unix_now();
     let stored = store
         .load_each(|r| {
             if alloc.apply_record(&r) {
@@ -154,6 +159,26 @@ pub async fn run(
         events: event_rx,
         bell: control_bell,
     };
+    // In a cluster: register (a new boot epoch), then start the sync that
+    // keeps this map in step with the other servers' commits.
+    let (membership, sync) = match &*store {
+        Store::Postgres(pg) => {
+            let epoch = pg
+                .register(&s.address.to_string(), irondhcp_fastpath::unix_now())
+                .await?;
+            tracing::info!(boot_epoch = epoch, "registered in the cluster");
+            let me = crate::sync::Identity {
+                server_id: s.id.clone(),
+                boot_epoch: epoch,
+                loaded_at,
+            };
+            let sync = crate::sync::start(&cfg.raw.cluster, me, pg.clone(), &shutdown)?;
+            let membership =
+                tokio::spawn(crate::membership::run(pg.clone(), epoch, shutdown.clone()));
+            (Some(membership), Some(sync))
+        }
+        Store::Sqlite(_) => (None, None),
+    };
     let (query_tx, query_rx) = mpsc::channel(16);
     let xdp = Arc::new(Mutex::new(Some(xdp)));
     let ctl_task = tokio::spawn(ctl::serve(
@@ -164,6 +189,7 @@ pub async fn run(
             xdp: xdp.clone(),
             leases: leases.clone(),
             server_id: s.id.clone(),
+            sync: sync.as_ref().map(|x| x.stats.clone()),
         },
         shutdown.clone(),
     ));
@@ -176,15 +202,14 @@ pub async fn run(
         Duration::from_secs(u64::from(s.reclaim_interval)),
     )
     .with_commit_window(Duration::from_micros(s.commit_window_us));
-    tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
-    let membership = match &*store {
-        Store::Postgres(pg) => Some(tokio::spawn(crate::membership::run(
-            pg.clone(),
-            s.address.to_string(),
-            shutdown.clone(),
-        ))),
-        Store::Sqlite(_) => None,
+    let (plane, sync_tasks) = match sync {
+        Some(sync) => (
+            plane.with_events(sync.events).with_synced(sync.records),
+            sync.tasks,
+        ),
+        None => (plane, Vec::new()),
     };
+    tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
 
     // The plane runs until shutdown; then it has flushed the write-behind.
     let mut plane_shutdown = shutdown.clone();
@@ -247,6 +272,9 @@ pub async fn run(
     let _ = ctl_task.await;
     if let Some(m) = membership {
         let _ = m.await;
+    }
+    for t in sync_tasks {
+        let _ = t.await;
     }
     store.close().await;
     if stats.counters.write_behind_pending > 0 {

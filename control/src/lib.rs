@@ -18,3 +18,4 @@ pub mod netif;
 pub mod plane;
 pub mod stats;
 pub mod store;
+pub mod sync;

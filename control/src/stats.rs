@@ -27,6 +27,8 @@ pub struct Stats {
     pub process: ProcessStats,
     /// `None` once the XDP program is detached (shutting down).
     pub xdp: Option<XdpStats>,
+    /// The cluster's sync (`None` on one box).
+    pub sync: Option<crate::sync::SyncSnapshot>,
 }
 
 /// The control plane's counters.
@@ -48,6 +50,8 @@ pub struct ControlStats {
     pub lookups: u64,
     pub lookups_found: u64,
     pub lookups_shed: u64,
+    /// Lease records from other servers applied to this server's map.
+    pub synced: u64,
 }
 
 /// The workers' counters, summed over queues.
@@ -100,6 +104,7 @@ impl Stats {
         workers: &[Arc<WorkerShared>],
         leases: &LeaseMap,
         xdp: Option<XdpCounters>,
+        sync: Option<&crate::sync::SyncStats>,
     ) -> Self {
         Stats {
             server_id: server_id.to_string(),
@@ -120,6 +125,7 @@ impl Stats {
                 not_ours: c.not_ours,
                 fragments: c.fragments,
             }),
+            sync: sync.map(|s| s.snapshot()),
         }
     }
 }

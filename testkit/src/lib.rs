@@ -9,7 +9,7 @@
 //! * [`rawclient`]: hand-built frames on an AF_PACKET socket, for the
 //!   sequences real clients will not produce on demand;
 //! * [`peers`]: parsers of other tools' reports (perfdhcp);
-//! * [`postgres`]: a private PostgreSQL server per test;
+//! * [`postgres`], [`redis`]: a private PostgreSQL or Redis server per test;
 //! * [`ctl`], [`bins`]: the management socket and the workspace's binaries,
 //!   without depending on the daemon crate (the load generator must not).
 
@@ -20,4 +20,5 @@ pub mod netns;
 pub mod peers;
 pub mod postgres;
 pub mod rawclient;
+pub mod redis;
 pub mod testbed;

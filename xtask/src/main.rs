@@ -42,6 +42,9 @@ const PACKAGES: &[&str] = &[
     // The cluster's lease store; tests start private servers from its
     // binaries (testkit::postgres).
     "postgresql",
+    // The cluster's lease events (pub/sub); tests start private servers
+    // (testkit::redis).
+    "redis-server",
 ];
 
 fn main() -> Result<()> {

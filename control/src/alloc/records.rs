@@ -3,7 +3,7 @@
 //! the same owner table as a local grant, so the indexes, counts and lease
 //! map stay one projection of it.
 
-use crate::store::{LeaseRecord, RecordState};
+use crate::store::{LeaseRecord, LeaseWrite, RecordState};
 
 use super::owners::OwnerState;
 use super::Allocator;
@@ -22,8 +22,10 @@ impl Allocator {
     /// Forward-only, like the store's writes: a record whose version is not
     /// newer than the one the owner table already holds for that address is
     /// stale (an event replayed, or overtaken by a later one) and changes
-    /// nothing. A newer record replaces whatever owned the address; a newer
-    /// release or expiry frees it.
+    /// nothing, except that the same version of a live lease with a later
+    /// expiry raises its durable expiry (an extension). A newer record
+    /// replaces whatever owned the address; a newer release or expiry frees
+    /// it.
     pub fn apply_record(&mut self, r: &LeaseRecord) -> bool {
         let Some(si) = self.subnet_index(r.subnet_id) else {
             tracing::warn!(subnet = r.subnet_id, address = %r.address, "lease record of a subnet no longer configured; ignored");
@@ -37,6 +39,22 @@ impl Allocator {
         if matches!(current.state, OwnerState::Leased | OwnerState::Declined)
             && current.version >= r.version
         {
+            // The same version of the same live lease with a later expiry
+            // is an extension another server persisted (a renewal it
+            // answered): the durable expiry moves forward, never back.
+            if current.version == r.version
+                && current.state == OwnerState::Leased
+                && r.state == RecordState::Leased
+                && current.key.as_slice() == r.client_key.as_slice()
+            {
+                self.persisted(&LeaseWrite::Extend {
+                    subnet_id: r.subnet_id,
+                    address: r.address,
+                    client_key: r.client_key.clone(),
+                    expiry: r.expiry,
+                    version: r.version,
+                });
+            }
             return false;
         }
         match r.state {

@@ -597,3 +597,20 @@ fn records_from_elsewhere_apply_forward_only() {
     assert!(a.leases.get(addr).is_none());
     assert_eq!(offer_addr(a.discover(0, b"peer", None, None, 3)), addr);
 }
+
+#[test]
+fn a_record_of_the_same_version_extends_forward_only() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let addr = Ipv4Addr::new(10, 0, 0, 105);
+    assert!(a.apply_record(&record(b"peer", RecordState::Leased, 5_000, 4)));
+    // A peer persisted a renewal of that lease: same version, later expiry.
+    assert!(!a.apply_record(&record(b"peer", RecordState::Leased, 8_000, 4)));
+    assert_eq!(a.leases.get(addr).unwrap().durable, 8_000);
+    // An older expiry of the same version never moves it back.
+    assert!(!a.apply_record(&record(b"peer", RecordState::Leased, 6_000, 4)));
+    assert_eq!(a.leases.get(addr).unwrap().durable, 8_000);
+    // The same version under another client's key is not an extension.
+    assert!(!a.apply_record(&record(b"other", RecordState::Leased, 9_000, 4)));
+    assert_eq!(a.leases.get(addr).unwrap().durable, 8_000);
+    assert_eq!(a.leases.get(addr).unwrap().key_hash, key_hash(7, b"peer"));
+}

@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
 use crate::stats::ControlStats;
-use crate::store::{LeaseStore, LeaseWrite};
+use crate::store::{LeaseRecord, LeaseStore, LeaseWrite};
 
 mod committer;
 mod events;
@@ -59,6 +59,14 @@ const RECLAIM_PER_PASS: usize = 10_000;
 
 /// The next message of `rx`, or never when there is none.
 async fn recv_some<T>(rx: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next message of `rx`, or never when there is none.
+async fn recv_bounded<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -145,6 +153,8 @@ pub struct Plane<S: LeaseStore> {
     /// Renewals that missed the map, being looked up in a shared store.
     lookups: Lookups,
     lookups_done: Option<mpsc::UnboundedReceiver<LookupDone>>,
+    /// Lease records other servers committed (the cluster's sync).
+    synced: Option<mpsc::Receiver<Vec<LeaseRecord>>>,
 }
 
 impl<S: LeaseStore> Plane<S> {
@@ -174,6 +184,7 @@ impl<S: LeaseStore> Plane<S> {
             commit_window: Duration::ZERO,
             lookups,
             lookups_done: Some(lookups_done),
+            synced: None,
         }
     }
 
@@ -187,6 +198,13 @@ impl<S: LeaseStore> Plane<S> {
     /// Tells `events` of every committed batch (the cluster's publisher).
     pub fn with_events(mut self, events: Arc<dyn LeaseEvents>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// Applies the lease records `records` brings (other servers' commits,
+    /// from the cluster's sync) to the allocator and the lease map.
+    pub fn with_synced(mut self, records: mpsc::Receiver<Vec<LeaseRecord>>) -> Self {
+        self.synced = Some(records);
         self
     }
 
@@ -228,6 +246,7 @@ impl<S: LeaseStore> Plane<S> {
         reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_BATCH);
         let mut lookups_done = self.lookups_done.take();
+        let mut synced = self.synced.take();
         loop {
             // Biased, in this order: stop, commits done, management queries
             // and the timers come before the packet backlog. Those branches
@@ -250,6 +269,7 @@ impl<S: LeaseStore> Plane<S> {
                     }
                 }
                 Some(q) = queries.recv() => self.answer(q),
+                Some(records) = recv_bounded(&mut synced) => self.apply_synced(&records),
                 _ = flush.tick() => {
                     // Workers ring for write-behind only once it backs up;
                     // whatever is queued below that is collected here.
@@ -373,6 +393,14 @@ impl<S: LeaseStore> Plane<S> {
                 let _ = tx.send(self.alloc.leases());
             }
         }
+    }
+
+    /// Applies records other servers committed, forward-only.
+    fn apply_synced(&mut self, records: &[LeaseRecord]) {
+        for r in records {
+            self.alloc.apply_record(r);
+        }
+        self.stats.counters.synced += records.len() as u64;
     }
 
     fn event(&mut self, e: FastEvent) {

@@ -14,6 +14,7 @@ mod perfdhcp;
 mod relay;
 mod restart;
 mod shared_store;
+mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,9 +7,11 @@
 //! version checks of the forward-only writes. Selected by a `postgres://`
 //! storage URL; SQLite stays the embedded default.
 
+mod changes;
 mod servers;
 mod writes;
 
+pub use changes::FeedCursor;
 pub use servers::ServerRow;
 
 use std::net::Ipv4Addr;

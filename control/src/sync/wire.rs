@@ -1,0 +1,254 @@
+//! What a lease event looks like on the Redis channel.
+//!
+//! One message per committed batch, JSON so an operator can read the
+//! channel with `redis-cli subscribe`. A message with no events is a
+//! heartbeat: it repeats the origin's last sequence number, so a peer that
+//! lost the last message of a burst learns of the gap within a second.
+//! Everything a peer needs to apply an event forward-only is in it: the
+//! row's version and its durable expiry, never a relative time.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{LeaseRecord, LeaseWrite, RecordState, WriteOutcome};
+
+/// One message on the channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// The publishing server's id.
+    pub origin: String,
+    /// Its boot epoch (from the servers table): a restart starts a new
+    /// sequence.
+    pub epoch: u32,
+    /// Per origin and epoch, from 1, one per message with events; a
+    /// heartbeat repeats the last one (0 before the first).
+    pub seq: u64,
+    /// When it was published, microseconds since the UNIX epoch (sync lag).
+    pub sent_us: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Event>,
+}
+
+impl Message {
+    pub fn is_heartbeat(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// One committed change of a lease row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub subnet: u32,
+    pub address: Ipv4Addr,
+    /// The client key, hex.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hw: Option<String>,
+    pub state: String,
+    /// The row's durable expiry (for a decline, the end of its quarantine).
+    pub expiry: u64,
+    /// The row's version after the change.
+    pub version: u32,
+    /// The commit's time, seconds since the UNIX epoch.
+    pub at: u64,
+}
+
+/// Lowercase hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[usize::from(x >> 4)] as char);
+        s.push(DIGITS[usize::from(x & 15)] as char);
+    }
+    s
+}
+
+/// The bytes of hex text; `None` if it is not hex.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+impl Event {
+    /// The event of a write that took effect with `outcome` at `at`; `None`
+    /// when it did not take effect.
+    pub fn of(w: &LeaseWrite, outcome: WriteOutcome, at: u64) -> Option<Self> {
+        let version = outcome?;
+        let (subnet, address, key, hw, state, expiry) = match w {
+            LeaseWrite::Grant {
+                subnet_id,
+                address,
+                client_key,
+                hw_address,
+                expiry,
+                ..
+            } => (
+                subnet_id,
+                address,
+                client_key,
+                hw_address.map(|h| hex(&h)),
+                RecordState::Leased,
+                *expiry,
+            ),
+            LeaseWrite::Extend {
+                subnet_id,
+                address,
+                client_key,
+                expiry,
+                ..
+            } => (
+                subnet_id,
+                address,
+                client_key,
+                None,
+                RecordState::Leased,
+                *expiry,
+            ),
+            LeaseWrite::Release {
+                subnet_id,
+                address,
+                client_key,
+                ..
+            } => (
+                subnet_id,
+                address,
+                client_key,
+                None,
+                RecordState::Released,
+                at,
+            ),
+            LeaseWrite::Decline {
+                subnet_id,
+                address,
+                client_key,
+                until,
+                ..
+            } => (
+                subnet_id,
+                address,
+                client_key,
+                None,
+                RecordState::Declined,
+                *until,
+            ),
+            LeaseWrite::Expire {
+                subnet_id,
+                address,
+                client_key,
+                ..
+            } => (
+                subnet_id,
+                address,
+                client_key,
+                None,
+                RecordState::Expired,
+                at,
+            ),
+        };
+        Some(Event {
+            subnet: *subnet,
+            address: *address,
+            key: hex(key),
+            hw,
+            state: state.as_str().to_string(),
+            expiry,
+            version,
+            at,
+        })
+    }
+
+    /// The lease record this event describes, as `origin` committed it;
+    /// `None` when a field is malformed (a message from something that is
+    /// not irondhcp).
+    pub fn record(&self, origin: &str) -> Option<LeaseRecord> {
+        let hw = match &self.hw {
+            Some(h) => Some(<[u8; 6]>::try_from(unhex(h)?.as_slice()).ok()?),
+            None => None,
+        };
+        Some(LeaseRecord {
+            subnet_id: self.subnet,
+            address: self.address,
+            client_key: unhex(&self.key)?,
+            hw_address: hw,
+            state: RecordState::parse(&self.state)?,
+            expiry: self.expiry,
+            allocated_by: origin.to_string(),
+            updated_at: self.at,
+            version: self.version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> LeaseWrite {
+        LeaseWrite::Grant {
+            subnet_id: 3,
+            address: Ipv4Addr::new(10, 0, 0, 7),
+            client_key: vec![1, 0xab, 0xff],
+            hw_address: Some([2, 0, 0, 0, 0, 9]),
+            expiry: 5_000,
+            guard_secs: 60,
+        }
+    }
+
+    #[test]
+    fn a_committed_write_round_trips_to_the_record_a_peer_applies() {
+        let e = Event::of(&grant(), Some(4), 1_000).unwrap();
+        let m = Message {
+            origin: "a".into(),
+            epoch: 2,
+            seq: 9,
+            sent_us: 1,
+            events: vec![e],
+        };
+        let text = serde_json::to_string(&m).unwrap();
+        let back: Message = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+        let r = back.events[0].record("a").unwrap();
+        assert_eq!(r.client_key, vec![1, 0xab, 0xff]);
+        assert_eq!(r.hw_address, Some([2, 0, 0, 0, 0, 9]));
+        assert_eq!(
+            (r.state, r.expiry, r.version),
+            (RecordState::Leased, 5_000, 4)
+        );
+        // A write that did not take effect is not an event.
+        assert!(Event::of(&grant(), None, 1_000).is_none());
+        // A heartbeat has no events and says so on the wire.
+        let hb = Message {
+            events: Vec::new(),
+            ..m
+        };
+        assert!(hb.is_heartbeat());
+        assert!(!serde_json::to_string(&hb).unwrap().contains("events"));
+    }
+
+    #[test]
+    fn malformed_fields_are_refused_not_guessed() {
+        let mut e = Event::of(&grant(), Some(4), 1_000).unwrap();
+        e.key = "abc".into();
+        assert!(e.record("a").is_none(), "odd-length hex");
+        e.key = "zz".into();
+        assert!(e.record("a").is_none(), "not hex");
+        let mut e = Event::of(&grant(), Some(4), 1_000).unwrap();
+        e.hw = Some("0102".into());
+        assert!(e.record("a").is_none(), "a MAC is 6 bytes");
+        let mut e = Event::of(&grant(), Some(4), 1_000).unwrap();
+        e.state = "stolen".into();
+        assert!(e.record("a").is_none());
+        assert_eq!(
+            unhex(&hex(&[0, 15, 16, 255])).unwrap(),
+            vec![0, 15, 16, 255]
+        );
+    }
+}

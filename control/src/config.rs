@@ -175,6 +175,14 @@ pub struct ClusterConfig {
     /// that differ between servers.
     #[serde(default = "default_resync_overlap")]
     pub resync_overlap: u32,
+    /// Addresses per ownership block (a power of two, 16 to 1024). Every
+    /// server of a cluster must use the same value.
+    #[serde(default = "default_block_size")]
+    pub block_size: u32,
+    /// Seconds after a server's last heartbeat before its blocks are freed
+    /// for the others (its leases stay valid and renewable anywhere).
+    #[serde(default = "default_release_after")]
+    pub release_after: u32,
 }
 
 impl Default for ClusterConfig {
@@ -184,6 +192,8 @@ impl Default for ClusterConfig {
             channel: default_channel(),
             poll_interval_ms: default_poll_interval_ms(),
             resync_overlap: default_resync_overlap(),
+            block_size: default_block_size(),
+            release_after: default_release_after(),
         }
     }
 }
@@ -196,6 +206,12 @@ fn default_poll_interval_ms() -> u64 {
 }
 fn default_resync_overlap() -> u32 {
     5
+}
+fn default_block_size() -> u32 {
+    256
+}
+fn default_release_after() -> u32 {
+    30
 }
 
 /// `[[subnet]]`.
@@ -488,6 +504,19 @@ impl Config {
                     ),
                 ));
             }
+        }
+        let bs = self.cluster.block_size;
+        if !(16..=1024).contains(&bs) || !bs.is_power_of_two() {
+            return Err(invalid(
+                "cluster.block_size",
+                format!("{bs}: use a power of two from 16 to 1024"),
+            ));
+        }
+        if self.cluster.release_after < 3 {
+            return Err(invalid(
+                "cluster.release_after",
+                "must be at least 3 seconds (three missed heartbeats)",
+            ));
         }
         if self.cluster.poll_interval_ms == 0 {
             return Err(invalid(
@@ -784,6 +813,26 @@ impl Validated {
 
     /// The address ranges the lease map must cover: every pool, plus every
     /// reserved address outside the pools.
+    /// The cluster's ownership blocks: every pool cut into runs of
+    /// `cluster.block_size` addresses from its first (the last run of a
+    /// pool may be shorter), as (subnet id, first, last).
+    pub fn block_layout(&self) -> Vec<(u32, u32, u32)> {
+        let size = u64::from(self.raw.cluster.block_size.max(1));
+        let mut out = Vec::new();
+        for s in &self.subnets {
+            for (f, l) in &s.pools {
+                let (f, l) = (u64::from(u32::from(*f)), u64::from(u32::from(*l)));
+                let mut first = f;
+                while first <= l {
+                    let last = (first + size - 1).min(l);
+                    out.push((s.id, first as u32, last as u32));
+                    first = last + 1;
+                }
+            }
+        }
+        out
+    }
+
     pub fn lease_map_ranges(&self) -> Vec<(Ipv4Addr, u32)> {
         let mut ranges: Vec<(Ipv4Addr, u32)> = Vec::new();
         for s in &self.subnets {
@@ -930,6 +979,32 @@ address = "10.0.0.10"
         );
         let e = err_of(&with(pg, "poll_interval_ms = 0"));
         assert!(e.starts_with("cluster.poll_interval_ms: "), "{e}");
+        for bad in ["block_size = 100", "block_size = 8", "block_size = 2048"] {
+            let e = err_of(&with(pg, bad));
+            assert!(e.starts_with("cluster.block_size: "), "{bad}: {e}");
+        }
+        let e = err_of(&with(pg, "release_after = 1"));
+        assert!(e.starts_with("cluster.release_after: "), "{e}");
+    }
+
+    #[test]
+    fn pools_are_cut_into_blocks_that_cover_them_once() {
+        let v = Config::parse(&format!(
+            "{}\n[cluster]\nblock_size = 16\n",
+            GOOD.replace("pools = [", "pools = [\"10.0.0.200-10.0.0.239\", ")
+        ))
+        .unwrap();
+        let layout = v.block_layout();
+        let covered: u64 = layout.iter().map(|b| u64::from(b.2 - b.1) + 1).sum();
+        let pool: u64 = v.subnets.iter().map(|s| s.pool_size()).sum();
+        assert_eq!(covered, pool);
+        assert!(layout.iter().all(|b| b.2 - b.1 < 16));
+        let first = u32::from(Ipv4Addr::new(10, 0, 0, 200));
+        assert!(layout.contains(&(v.subnets[0].id, first, first + 15)));
+        assert!(
+            layout.contains(&(v.subnets[0].id, first + 32, first + 39)),
+            "a short last block"
+        );
     }
 
     /// Inputs that used to panic or pass `--check` and then abort the daemon.

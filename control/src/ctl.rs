@@ -37,8 +37,8 @@ pub struct CtlContext {
     pub xdp: Arc<Mutex<Option<XdpProgram>>>,
     pub leases: Arc<LeaseMap>,
     pub server_id: String,
-    /// The cluster's sync counters (`None` on one box).
-    pub sync: Option<Arc<crate::sync::SyncStats>>,
+    /// The cluster's counters (empty on one box).
+    pub cluster: crate::stats::ClusterStats,
 }
 
 /// Serves the socket at `path` until `shutdown` turns true.
@@ -138,7 +138,7 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                 &ctx.workers,
                 &ctx.leases,
                 xdp,
-                ctx.sync.as_deref(),
+                &ctx.cluster,
             );
             match serde_json::to_value(&stats) {
                 Ok(Value::Object(mut m)) => {
@@ -195,7 +195,7 @@ mod tests {
             xdp: Arc::new(Mutex::new(None)),
             leases: Arc::new(leases),
             server_id: "t".into(),
-            sync: None,
+            cluster: Default::default(),
         };
         (ctx, rx)
     }

@@ -173,11 +173,24 @@ pub async fn run(
                 loaded_at,
             };
             let sync = crate::sync::start(&cfg.raw.cluster, me, pg.clone(), &shutdown)?;
-            let membership =
-                tokio::spawn(crate::membership::run(pg.clone(), epoch, shutdown.clone()));
-            (Some(membership), Some(sync))
+            let (blocks_tx, blocks_rx) = mpsc::channel(4);
+            let ownership = crate::ownership::Ownership {
+                store: pg.clone(),
+                server_id: s.id.clone(),
+                boot_epoch: epoch,
+                layout: cfg.block_layout(),
+                release_after: u64::from(cfg.raw.cluster.release_after),
+                to_plane: blocks_tx,
+                stats: Default::default(),
+            };
+            let blocks_stats = ownership.stats.clone();
+            let tasks = vec![
+                tokio::spawn(crate::membership::run(pg.clone(), epoch, shutdown.clone())),
+                tokio::spawn(ownership.run(shutdown.clone())),
+            ];
+            (tasks, Some((sync, blocks_rx, blocks_stats)))
         }
-        Store::Sqlite(_) => (None, None),
+        Store::Sqlite(_) => (Vec::new(), None),
     };
     let (query_tx, query_rx) = mpsc::channel(16);
     let xdp = Arc::new(Mutex::new(Some(xdp)));
@@ -189,7 +202,10 @@ pub async fn run(
             xdp: xdp.clone(),
             leases: leases.clone(),
             server_id: s.id.clone(),
-            sync: sync.as_ref().map(|x| x.stats.clone()),
+            cluster: crate::stats::ClusterStats {
+                sync: sync.as_ref().map(|x| x.0.stats.clone()),
+                blocks: sync.as_ref().map(|x| x.2.clone()),
+            },
         },
         shutdown.clone(),
     ));
@@ -203,8 +219,11 @@ pub async fn run(
     )
     .with_commit_window(Duration::from_micros(s.commit_window_us));
     let (plane, sync_tasks) = match sync {
-        Some(sync) => (
-            plane.with_events(sync.events).with_synced(sync.records),
+        Some((sync, blocks, _)) => (
+            plane
+                .with_events(sync.events)
+                .with_synced(sync.records)
+                .with_blocks(blocks),
             sync.tasks,
         ),
         None => (plane, Vec::new()),
@@ -270,10 +289,7 @@ pub async fn run(
     let _ = plane_stop_tx.send(true);
     let stats = plane_task.await.unwrap_or_default();
     let _ = ctl_task.await;
-    if let Some(m) = membership {
-        let _ = m.await;
-    }
-    for t in sync_tasks {
+    for t in membership.into_iter().chain(sync_tasks) {
         let _ = t.await;
     }
     store.close().await;

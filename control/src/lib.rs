@@ -15,6 +15,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod membership;
 pub mod netif;
+pub mod ownership;
 pub mod plane;
 pub mod stats;
 pub mod store;

@@ -29,6 +29,15 @@ pub struct Stats {
     pub xdp: Option<XdpStats>,
     /// The cluster's sync (`None` on one box).
     pub sync: Option<crate::sync::SyncSnapshot>,
+    /// The cluster's address blocks (`None` on one box).
+    pub blocks: Option<crate::ownership::OwnershipSnapshot>,
+}
+
+/// The cluster's live counters (both `None` on one box).
+#[derive(Clone, Default)]
+pub struct ClusterStats {
+    pub sync: Option<Arc<crate::sync::SyncStats>>,
+    pub blocks: Option<Arc<crate::ownership::OwnershipStats>>,
 }
 
 /// The control plane's counters.
@@ -52,6 +61,11 @@ pub struct ControlStats {
     pub lookups_shed: u64,
     /// Lease records from other servers applied to this server's map.
     pub synced: u64,
+    /// Grants the store refused (the address was another client's, or its
+    /// block changed hands): answered with a NAK or nothing, never an ACK.
+    pub conflicts: u64,
+    /// New addresses taken outside this server's blocks (they were full).
+    pub borrowed: u64,
 }
 
 /// The workers' counters, summed over queues.
@@ -104,7 +118,7 @@ impl Stats {
         workers: &[Arc<WorkerShared>],
         leases: &LeaseMap,
         xdp: Option<XdpCounters>,
-        sync: Option<&crate::sync::SyncStats>,
+        cluster: &ClusterStats,
     ) -> Self {
         Stats {
             server_id: server_id.to_string(),
@@ -125,7 +139,8 @@ impl Stats {
                 not_ours: c.not_ours,
                 fragments: c.fragments,
             }),
-            sync: sync.map(|s| s.snapshot()),
+            sync: cluster.sync.as_ref().map(|s| s.snapshot()),
+            blocks: cluster.blocks.as_ref().map(|s| s.snapshot()),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Address choice: which address a client is offered, in the order Kea
 //! operators expect (current lease or offer, reservation, previous address,
-//! the requested one, then a randomised free address of the whole pool;
-//! owned blocks of a cluster will narrow that last step).
+//! the requested one, then a randomised free address: of the whole pool on
+//! one box, of the owned blocks in a cluster, see `blocks`).
 
 use std::cmp::Reverse;
 use std::net::Ipv4Addr;
@@ -146,7 +146,7 @@ impl Allocator {
                     // exhausted pool answers at once, without a scan.
                     None
                 } else {
-                    self.random_free(si)
+                    self.choose_free(si)
                 }
             });
         let Some(addr) = chosen else {

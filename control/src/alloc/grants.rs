@@ -164,6 +164,9 @@ impl Allocator {
             guard_secs: self.subnets[si as usize]
                 .mclt
                 .saturating_add(u32::try_from(self.timers.grace).unwrap_or(u32::MAX)),
+            // A renewal is not an allocation: the client holds the address
+            // whoever owns its block now.
+            fence: if regrant { None } else { self.fence_of(addr) },
         })
     }
 

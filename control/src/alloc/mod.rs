@@ -33,6 +33,7 @@ use irondhcp_fastpath::lease_map::LeaseMap;
 use crate::config::Subnet;
 use crate::store::LeaseWrite;
 
+mod blocks;
 mod choice;
 mod grants;
 mod owners;
@@ -42,6 +43,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+pub use blocks::OwnedBlock;
 use owners::{Owner, FREE};
 pub use report::{LeaseInfo, PoolStats};
 
@@ -109,6 +111,10 @@ pub struct Allocator {
     pool_slots: Vec<Vec<(usize, usize)>>,
     /// Requests refused because the pool was empty.
     pub exhausted: u64,
+    /// In a cluster, the blocks this server allocates from.
+    owned: blocks::Owned,
+    /// New addresses taken outside the owned blocks (they were full).
+    pub borrowed: u64,
 }
 
 fn secs32(t: u64) -> u32 {
@@ -173,6 +179,8 @@ impl Allocator {
             used_bits,
             pool_slots,
             exhausted: 0,
+            owned: blocks::Owned::default(),
+            borrowed: 0,
         }
     }
 

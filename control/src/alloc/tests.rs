@@ -614,3 +614,44 @@ fn a_record_of_the_same_version_extends_forward_only() {
     assert_eq!(a.leases.get(addr).unwrap().durable, 8_000);
     assert_eq!(a.leases.get(addr).unwrap().key_hash, key_hash(7, b"peer"));
 }
+
+#[test]
+fn a_cluster_server_allocates_from_its_blocks_with_their_fence_then_borrows() {
+    let mut a = setup("10.0.0.100-10.0.0.131");
+    let fence = crate::store::Fence { block: 3, epoch: 9 };
+    a.set_owned_blocks(vec![OwnedBlock {
+        subnet_id: 7,
+        first: Ipv4Addr::new(10, 0, 0, 116),
+        last: Ipv4Addr::new(10, 0, 0, 119),
+        fence,
+    }]);
+    // The four addresses of the block go first, each grant fenced.
+    let mut got = Vec::new();
+    for i in 0..4u8 {
+        let key = [b'k', i];
+        let addr = offer_addr(a.discover(0, &key, None, None, 1));
+        assert!(
+            (Ipv4Addr::new(10, 0, 0, 116)..=Ipv4Addr::new(10, 0, 0, 119)).contains(&addr),
+            "{addr} is outside the owned block"
+        );
+        match a.request(0, &key, None, Some(addr), 1) {
+            RequestOutcome::Commit(LeaseWrite::Grant { fence: f, .. }) => {
+                assert_eq!(f, Some(fence))
+            }
+            other => panic!("{other:?}"),
+        }
+        got.push(addr);
+    }
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 4);
+    assert_eq!(a.borrowed, 0);
+    // The block is full: the next client borrows, without a fence.
+    let addr = offer_addr(a.discover(0, b"late", None, None, 1));
+    assert!(!(Ipv4Addr::new(10, 0, 0, 116)..=Ipv4Addr::new(10, 0, 0, 119)).contains(&addr));
+    assert_eq!(a.borrowed, 1);
+    match a.request(0, b"late", None, Some(addr), 1) {
+        RequestOutcome::Commit(LeaseWrite::Grant { fence: f, .. }) => assert_eq!(f, None),
+        other => panic!("{other:?}"),
+    }
+}

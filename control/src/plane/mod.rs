@@ -32,7 +32,7 @@ use irondhcp_fastpath::worker::{Doorbell, WorkerShared};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::alloc::{Allocator, LeaseInfo, PoolStats, RequestOutcome};
+use crate::alloc::{Allocator, LeaseInfo, OwnedBlock, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
 use crate::stats::ControlStats;
 use crate::store::{LeaseRecord, LeaseStore, LeaseWrite};
@@ -155,6 +155,8 @@ pub struct Plane<S: LeaseStore> {
     lookups_done: Option<mpsc::UnboundedReceiver<LookupDone>>,
     /// Lease records other servers committed (the cluster's sync).
     synced: Option<mpsc::Receiver<Vec<LeaseRecord>>>,
+    /// The address blocks this server owns (the cluster's ownership task).
+    blocks: Option<mpsc::Receiver<Vec<OwnedBlock>>>,
 }
 
 impl<S: LeaseStore> Plane<S> {
@@ -185,6 +187,7 @@ impl<S: LeaseStore> Plane<S> {
             lookups,
             lookups_done: Some(lookups_done),
             synced: None,
+            blocks: None,
         }
     }
 
@@ -205,6 +208,13 @@ impl<S: LeaseStore> Plane<S> {
     /// from the cluster's sync) to the allocator and the lease map.
     pub fn with_synced(mut self, records: mpsc::Receiver<Vec<LeaseRecord>>) -> Self {
         self.synced = Some(records);
+        self
+    }
+
+    /// Allocates from the address blocks `blocks` names (the cluster's
+    /// ownership task sends the owned set whenever it changes).
+    pub fn with_blocks(mut self, blocks: mpsc::Receiver<Vec<OwnedBlock>>) -> Self {
+        self.blocks = Some(blocks);
         self
     }
 
@@ -247,6 +257,7 @@ impl<S: LeaseStore> Plane<S> {
         let mut batch: Vec<Input> = Vec::with_capacity(MAX_BATCH);
         let mut lookups_done = self.lookups_done.take();
         let mut synced = self.synced.take();
+        let mut blocks = self.blocks.take();
         loop {
             // Biased, in this order: stop, commits done, management queries
             // and the timers come before the packet backlog. Those branches
@@ -270,6 +281,7 @@ impl<S: LeaseStore> Plane<S> {
                 }
                 Some(q) = queries.recv() => self.answer(q),
                 Some(records) = recv_bounded(&mut synced) => self.apply_synced(&records),
+                Some(owned) = recv_bounded(&mut blocks) => self.alloc.set_owned_blocks(owned),
                 _ = flush.tick() => {
                     // Workers ring for write-behind only once it backs up;
                     // whatever is queued below that is collected here.
@@ -386,6 +398,7 @@ impl<S: LeaseStore> Plane<S> {
                 let mut s = self.stats.clone();
                 s.pools = self.alloc.stats(unix_now());
                 s.counters.pool_exhausted = self.alloc.exhausted;
+                s.counters.borrowed = self.alloc.borrowed;
                 s.counters.write_behind_pending = self.pending.len();
                 let _ = tx.send(s);
             }
@@ -529,6 +542,11 @@ impl<S: LeaseStore> Plane<S> {
                 Some(out) => (true, out.get(i).copied().flatten()),
                 None => (false, None),
             };
+            if ok && version.is_none() {
+                // Refused by the store: another client may hold the address
+                // (the UNIQUE guard) or its block changed hands (the fence).
+                self.stats.counters.conflicts += 1;
+            }
             let decision = self.alloc.committed(&g.grant, ok, version);
             self.reply(g.worker, decision, g.frame);
         }

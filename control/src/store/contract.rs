@@ -28,6 +28,7 @@ pub fn guarded_grant(addr: [u8; 4], key: &[u8], expiry: u64, guard_secs: u32) ->
         hw_address: Some([2, 0, 0, 0, 0, 1]),
         expiry,
         guard_secs,
+        fence: None,
     }
 }
 
@@ -187,6 +188,7 @@ pub async fn batch_order_and_multi_row_statements<S: LeaseStore>(s: &S) {
         hw_address: None,
         expiry: 3_000,
         guard_secs: 0,
+        fence: None,
     }];
     batch.push(LeaseWrite::Release {
         subnet_id: 1,

@@ -95,6 +95,14 @@ pub struct LeaseRecord {
     pub version: u32,
 }
 
+/// A fencing token: block `block` (its id in the blocks table) owned by
+/// this server at `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub block: i32,
+    pub epoch: u32,
+}
+
 /// One change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseWrite {
@@ -115,6 +123,12 @@ pub enum LeaseWrite {
         /// long (the reclaim bound of docs/decisions.md, 3). In a cluster
         /// this guard in SQL is what stops a server whose map lags.
         guard_secs: u32,
+        /// In a cluster, the block the address was allocated from, as
+        /// this server owns it: the grant is written only if the block is
+        /// still this server's at that epoch. `None` for an address outside
+        /// the server's blocks (a renewal, a borrowed address) and on one
+        /// box.
+        fence: Option<Fence>,
     },
     /// A renewal answered from memory (write-behind): `expiry = max(expiry,
     /// new)` on the client's live lease of row version `version` only.
@@ -388,6 +402,7 @@ pub mod batch {
                 hw_address: None,
                 expiry: 100,
                 guard_secs,
+                fence: None,
             }
         }
 

@@ -64,7 +64,7 @@ pub struct SyncLayer {
 
 /// Returns once `shutdown` turns true (or its sender is gone). The guard
 /// `wait_for` returns is dropped here, so callers stay `Send`.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|v| *v).await;
 }
 

@@ -199,6 +199,7 @@ mod tests {
             hw_address: Some([2, 0, 0, 0, 0, 9]),
             expiry: 5_000,
             guard_secs: 60,
+            fence: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! observed (management socket, client event logs, the lease file), never
 //! assumed after a fixed sleep.
 
+mod blocks;
 mod clients;
 mod lease_safety;
 mod malformed;

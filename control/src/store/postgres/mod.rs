@@ -7,10 +7,12 @@
 //! version checks of the forward-only writes. Selected by a `postgres://`
 //! storage URL; SQLite stays the embedded default.
 
+mod blocks;
 mod changes;
 mod servers;
 mod writes;
 
+pub use blocks::{BlockRow, BLOCK_LOCKS};
 pub use changes::FeedCursor;
 pub use servers::ServerRow;
 

@@ -16,9 +16,9 @@ use std::net::Ipv4Addr;
 use sqlx::postgres::PgPool;
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{address_of, u32_of};
+use super::{address_of, blocks, u32_of};
 use crate::store::batch::{self, RowChangeKind};
-use crate::store::{ExtendRow, LeaseWrite, StoreError, WriteOutcome};
+use crate::store::{ExtendRow, Fence, LeaseWrite, StoreError, WriteOutcome};
 
 /// Applies `writes` in one transaction, following [`batch`]'s rules.
 pub(super) async fn apply(
@@ -49,7 +49,12 @@ pub(super) async fn apply(
             out[i] = Some(c.version.wrapping_add(1));
         }
     }
-    for (guard_secs, round) in batch::grant_rounds(writes) {
+    let refused = fence_refusals(&mut tx, server_id, writes).await?;
+    for (guard_secs, mut round) in batch::grant_rounds(writes) {
+        round.retain(|i| !refused.contains(i));
+        if round.is_empty() {
+            continue;
+        }
         grant_rows(
             &mut tx, server_id, writes, &round, guard_secs, now, &mut out,
         )
@@ -127,6 +132,34 @@ async fn extend_rows(
             ))
         })
         .collect()
+}
+
+/// The grants (indexes into `writes`) whose block fence no longer holds:
+/// the block changed hands since this server allocated from it. They are
+/// not written (their outcome stays `None`: no ACK).
+async fn fence_refusals(
+    tx: &mut Transaction<'_, Postgres>,
+    server_id: &str,
+    writes: &[LeaseWrite],
+) -> Result<HashSet<usize>, StoreError> {
+    let fenced: Vec<(usize, Fence)> = writes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            LeaseWrite::Grant { fence: Some(f), .. } => Some((i, *f)),
+            _ => None,
+        })
+        .collect();
+    if fenced.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let fences: Vec<Fence> = fenced.iter().map(|(_, f)| *f).collect();
+    let holding = blocks::fenced(tx, server_id, &fences).await?;
+    Ok(fenced
+        .into_iter()
+        .filter(|(_, f)| !holding.contains(f))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// One round of grants as one upsert; RETURNING names the rows that took

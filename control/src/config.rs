@@ -806,6 +806,7 @@ impl Validated {
             server_ip: self.raw.server.address,
             server_mac,
             authoritative: self.raw.server.authoritative,
+            shared_store: !self.raw.storage.url.starts_with("sqlite:"),
             subnets,
             local_subnet,
         }

@@ -162,6 +162,11 @@ pub struct FastConfig {
     /// Answer NAK to INIT-REBOOT clients the server knows nothing about
     /// (RFC 2131 §4.3.2); silence when false.
     pub authoritative: bool,
+    /// The lease store is shared with other servers (a cluster), so the
+    /// lease map may lack a lease a peer granted a moment ago: an
+    /// INIT-REBOOT for an address the map does not know goes to the
+    /// control plane, which looks it up, instead of being NAKed here.
+    pub shared_store: bool,
     pub subnets: Vec<SubnetView>,
     /// Index into `subnets` of the subnet directly attached to the serving
     /// interface, used for clients that are neither relayed nor link-selected.

@@ -501,6 +501,10 @@ impl Request<'_, '_> {
             Known::Expired | Known::Busy => {
                 Ok(self.control(AllocKind::Renew, sel, key, Some(addr)))
             }
+            // In a cluster the map may not have heard of it yet.
+            Known::Unknown if self.ctx.cfg.shared_store => {
+                Ok(self.control(AllocKind::Renew, sel, key, Some(addr)))
+            }
             Known::Unknown => self.nak_if_authoritative(NAK_UNKNOWN, tx),
         }
     }

@@ -122,6 +122,7 @@ struct Case {
     path: Path,
     leases: Vec<(Ipv4Addr, LeaseView)>,
     authoritative: bool,
+    shared_store: bool,
     expect: Expect,
 }
 
@@ -132,6 +133,7 @@ fn case(name: &'static str, msg: v4::Message, path: Path, expect: Expect) -> Cas
         path,
         leases: Vec::new(),
         authoritative: true,
+        shared_store: false,
         expect,
     }
 }
@@ -143,6 +145,10 @@ impl Case {
     }
     fn not_authoritative(mut self) -> Self {
         self.authoritative = false;
+        self
+    }
+    fn shared_store(mut self) -> Self {
+        self.shared_store = true;
         self
     }
 }
@@ -318,6 +324,13 @@ fn fixtures() -> Vec<Case> {
             Path::broadcast(),
             nak(TO_BROADCAST),
         ),
+        case(
+            "init-reboot, unknown, shared store → control (looked up)",
+            init_reboot(A),
+            Path::broadcast(),
+            control(AllocKind::Renew, 0, Some(A)),
+        )
+        .shared_store(),
         case(
             "init-reboot, unknown, not authoritative → silent",
             init_reboot(A),
@@ -753,7 +766,8 @@ fn check_reply(name: &str, req: &v4::Message, path: &Path, f: &[u8], e: &ReplyEx
 fn handler_fixtures() {
     let mut failures = Vec::new();
     for c in fixtures() {
-        let cfg = config(c.authoritative);
+        let mut cfg = config(c.authoritative);
+        cfg.shared_store = c.shared_store;
         let leases = lease_map();
         for (addr, v) in &c.leases {
             leases.set(*addr, *v).unwrap();

@@ -122,6 +122,7 @@ pub fn config() -> FastConfig {
         server_ip: SERVER_IP,
         server_mac: SERVER_MAC,
         authoritative: true,
+        shared_store: false,
         subnets: vec![
             subnet(LOCAL_ID, LOCAL_NET, 16, 3600),
             subnet(RELAYED_ID, Ipv4Addr::new(10, 1, 0, 0), 24, 7200),

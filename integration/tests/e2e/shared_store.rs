@@ -5,13 +5,15 @@
 
 use std::time::Duration;
 
-use dhcproto::v4::MessageType;
+use dhcproto::v4::{DhcpOption, MessageType};
 use irondhcp_testkit::postgres::PgServer;
-use irondhcp_testkit::rawclient::{msg_type, RawClient};
+use irondhcp_testkit::rawclient::{message, msg_type, Path, RawClient};
 use irondhcp_testkit::testbed::TestbedOptions;
 
 use crate::lease_safety::{bind, renew_with, A_MAC};
 use crate::{started, stat};
+
+const B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xa0, 0x02];
 
 #[test]
 fn a_renewal_reaching_another_server_is_answered_from_the_shared_store() {
@@ -61,18 +63,30 @@ fn a_renewal_reaching_another_server_is_answered_from_the_shared_store() {
     assert_ne!(b_id, granted_by);
     assert_eq!(renewed_by, format!("{b_id}|2"));
 
+    // A client rebooting with its remembered address (INIT-REBOOT) that
+    // reaches the other server is looked up too, not NAKed.
+    let (addr2, _) = bind(&RawClient::open(&a).expect("raw socket"), B_MAC, 0x9300);
+    let mut reboot = message(MessageType::Request, B_MAC, 0x9400);
+    reboot
+        .opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(addr2));
+    let ack = cb
+        .exchange(&reboot, &Path::broadcast(B_MAC), Duration::from_secs(5))
+        .expect("the INIT-REBOOT is answered");
+    assert_eq!(msg_type(&ack), Some(MessageType::Ack), "{ack:?}");
+    assert_eq!(ack.yiaddr(), addr2);
+    assert_eq!(stat(&b, "/control/lookups_found"), 2);
+
     // A renewal of an address nobody leased still creates nothing: NAK.
-    let other = std::net::Ipv4Addr::new(198, 18, 0, 150);
-    let other = if other == addr {
-        std::net::Ipv4Addr::new(198, 18, 0, 149)
-    } else {
-        other
-    };
+    let other = (100..=150u8)
+        .map(|i| std::net::Ipv4Addr::new(198, 18, 0, i))
+        .find(|o| *o != addr && *o != addr2)
+        .expect("a free address");
     let nak = renew_with(&cb, &b, A_MAC, other, 0x9200, Duration::from_secs(5)).expect("an answer");
     assert_eq!(msg_type(&nak), Some(MessageType::Nak));
     assert_eq!(
         pg.query("leases", "SELECT count(*) FROM leases")
             .expect("count"),
-        "1"
+        "2"
     );
 }

@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use irondhcp_fastpath::lease_map::LeaseMap;
@@ -39,7 +40,14 @@ pub struct CtlContext {
     pub server_id: String,
     /// The cluster's counters (empty on one box).
     pub cluster: crate::stats::ClusterStats,
+    /// Set by `drain`: the server reports itself unhealthy, so its anycast
+    /// route is withdrawn, while it keeps answering what still reaches it.
+    pub drained: Arc<AtomicBool>,
 }
+
+/// How long the control plane may take to answer a health check before
+/// the server counts as unhealthy (a wedged control plane).
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Serves the socket at `path` until `shutdown` turns true.
 pub async fn serve(
@@ -148,6 +156,21 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
                 _ => json!({"result": 1, "text": "statistics could not be rendered"}),
             }
         }
+        "health" => health(ctx).await,
+        "drain" | "undrain" => {
+            let on = command == "drain";
+            ctx.drained.store(on, Ordering::Relaxed);
+            tracing::info!(
+                drained = on,
+                "anycast announcement {}",
+                if on {
+                    "withdrawn (drained)"
+                } else {
+                    "restored (undrained)"
+                }
+            );
+            json!({"result": 0, "drained": on})
+        }
         "leases" => {
             let (tx, rx) = oneshot::channel();
             if ctx.queries.send(Query::Leases(tx)).await.is_err() {
@@ -159,9 +182,38 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
             }
         }
         other => {
-            json!({"result": 2, "text": format!("unknown command {other:?}; known: stats, leases")})
+            json!({"result": 2, "text": format!("unknown command {other:?}; known: stats, leases, health, drain, undrain")})
         }
     }
+}
+
+/// Whether this server should be announced: its XDP program is attached,
+/// its control plane answers within [`HEALTH_TIMEOUT`], and it is not
+/// drained. Only local faults count (docs/decisions.md): a database or
+/// Redis outage is shared by every server and must not withdraw them all.
+/// A dead worker stops the whole daemon, and then nothing answers here.
+async fn health(ctx: &CtlContext) -> Value {
+    let mut reasons: Vec<&str> = Vec::new();
+    let attached = ctx.xdp.lock().map(|g| g.is_some()).unwrap_or(false);
+    if !attached {
+        reasons.push("XDP program detached");
+    }
+    let (tx, rx) = oneshot::channel();
+    let plane_ok = ctx.queries.try_send(Query::Stats(tx)).is_ok()
+        && matches!(tokio::time::timeout(HEALTH_TIMEOUT, rx).await, Ok(Ok(_)));
+    if !plane_ok {
+        reasons.push("control plane not answering");
+    }
+    let drained = ctx.drained.load(Ordering::Relaxed);
+    if drained {
+        reasons.push("drained");
+    }
+    json!({
+        "result": 0,
+        "healthy": reasons.is_empty(),
+        "drained": drained,
+        "reasons": reasons,
+    })
 }
 
 /// Sends one command and returns the response (for `irondhcp-ctl` and tests).
@@ -196,8 +248,37 @@ mod tests {
             leases: Arc::new(leases),
             server_id: "t".into(),
             cluster: Default::default(),
+            drained: Default::default(),
         };
         (ctx, rx)
+    }
+
+    /// Health names each local fault, and drain withdraws a healthy
+    /// server until undrained.
+    #[tokio::test]
+    async fn health_names_local_faults_and_drain_toggles_it() {
+        let (ctx, mut rx) = context();
+        // Nobody answers queries yet: the control plane counts as wedged.
+        let h = answer("health", &ctx).await;
+        assert_eq!(h["healthy"], false);
+        let reasons = h["reasons"].to_string();
+        assert!(reasons.contains("XDP program detached"), "{reasons}");
+        assert!(reasons.contains("control plane not answering"), "{reasons}");
+        // A control plane that answers.
+        tokio::spawn(async move {
+            while let Some(q) = rx.recv().await {
+                if let Query::Stats(tx) = q {
+                    let _ = tx.send(Default::default());
+                }
+            }
+        });
+        let h = answer("health", &ctx).await;
+        assert!(!h["reasons"].to_string().contains("control plane"), "{h}");
+        assert_eq!(answer("drain", &ctx).await["drained"], true);
+        let h = answer("health", &ctx).await;
+        assert!(h["reasons"].to_string().contains("drained"), "{h}");
+        assert_eq!(answer("undrain", &ctx).await["drained"], false);
+        assert_eq!(answer("health", &ctx).await["drained"], false);
     }
 
     /// The socket is root's only, a hostile line is refused without

@@ -206,6 +206,7 @@ pub async fn run(
                 sync: sync.as_ref().map(|x| x.0.stats.clone()),
                 blocks: sync.as_ref().map(|x| x.2.clone()),
             },
+            drained: Default::default(),
         },
         shutdown.clone(),
     ));

@@ -1,7 +1,7 @@
 //! What irondhcp's tests, benches, fuzz targets and demo share, in one
 //! crate instead of `#[path]` includes and copies:
 //!
-//! * [`netns`], [`testbed`]: throw-away network namespaces over veth with
+//! * [`netns`], [`testbed`], [`cluster`]: throw-away network namespaces over veth with
 //!   the real daemon in them (root only);
 //! * [`fixtures`]: the handler's world (configuration, lease map) and
 //!   request frames built with `dhcproto`, independently of
@@ -14,6 +14,7 @@
 //!   without depending on the daemon crate (the load generator must not).
 
 pub mod bins;
+pub mod cluster;
 pub mod ctl;
 pub mod fixtures;
 pub mod netns;

@@ -45,6 +45,10 @@ const PACKAGES: &[&str] = &[
     // The cluster's lease events (pub/sub); tests start private servers
     // (testkit::redis).
     "redis-server",
+    // The anycast cluster's testbed: BGP on the router and every server,
+    // a DHCP relay on the router (testkit::cluster).
+    "bird2",
+    "isc-dhcp-relay",
 ];
 
 fn main() -> Result<()> {

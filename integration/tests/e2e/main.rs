@@ -9,6 +9,7 @@
 
 mod blocks;
 mod clients;
+mod cluster;
 mod lease_safety;
 mod malformed;
 mod perfdhcp;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+mod announce;
+
 #[derive(Parser, Debug)]
 #[command(name = "irondhcp-ctl", version, about = "Talk to a running irondhcp")]
 struct Args {
@@ -25,13 +27,44 @@ enum Cmd {
     Stats,
     /// Live leases.
     Leases,
+    /// Whether this server should be announced (exit 0 healthy, 1 not).
+    Health,
+    /// Withdraw this server's anycast route (it keeps answering what
+    /// still reaches it) until `undrain`.
+    Drain,
+    /// Announce this server again after `drain`.
+    Undrain,
+    /// Keep bird's anycast announcement in step with the server's health:
+    /// withdraw at the first failed check, announce after three good ones.
+    Announce {
+        /// bird's control socket.
+        #[arg(long, default_value = "/run/bird/bird.ctl")]
+        bird_socket: PathBuf,
+        /// The bird protocol that exports the anycast route (a `static`).
+        #[arg(long, default_value = "anycast")]
+        protocol: String,
+        /// Milliseconds between checks.
+        #[arg(long, default_value_t = 200)]
+        interval_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let command = match args.cmd {
+    let command = match &args.cmd {
         Cmd::Stats => "stats",
         Cmd::Leases => "leases",
+        Cmd::Health => "health",
+        Cmd::Drain => "drain",
+        Cmd::Undrain => "undrain",
+        Cmd::Announce {
+            bird_socket,
+            protocol,
+            interval_ms,
+        } => {
+            let every = std::time::Duration::from_millis((*interval_ms).max(10));
+            return announce::run(&args.socket, bird_socket, protocol, every);
+        }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -59,10 +92,28 @@ fn main() -> ExitCode {
     }
     if args.json {
         println!("{resp}");
-    } else if command == "stats" {
-        print_stats(&resp);
     } else {
-        print_leases(&resp);
+        match command {
+            "stats" => print_stats(&resp),
+            "leases" => print_leases(&resp),
+            "health" => {
+                let reasons: Vec<&str> = resp["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                if reasons.is_empty() {
+                    println!("healthy");
+                } else {
+                    println!("unhealthy: {}", reasons.join(", "));
+                }
+            }
+            _ => println!("drained: {}", resp["drained"]),
+        }
+    }
+    if command == "health" && resp["healthy"] != true {
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }

@@ -54,7 +54,7 @@ fn requests(c: &Cluster) -> Vec<u64> {
         .collect()
 }
 
-fn renewals(log: &PathBuf) -> usize {
+fn renewals(log: &std::path::Path) -> usize {
     events(log)
         .iter()
         .filter(|l| l.starts_with("renew "))

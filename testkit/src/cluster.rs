@@ -124,6 +124,15 @@ fn kill(child: &mut Option<Child>) {
     }
 }
 
+/// The lines of a client's event log (see [`Cluster::spawn_udhcpc`]).
+pub fn client_events(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// Polls `cond` every 50 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
@@ -377,6 +386,36 @@ protocol bgp uplink {{
         ns.exec(&["ip", "link", "set", &cif, "up"])?;
         self.clients.push(LanClient { ns, ifname: cif });
         Ok(k)
+    }
+
+    /// Starts udhcpc in client `k`'s namespace: it configures its address
+    /// and default route and logs each event as "<event> <ip>" to the
+    /// returned file (read it with [`client_events`]). SIGUSR1 makes it
+    /// renew at once.
+    pub fn spawn_udhcpc(&self, k: usize) -> io::Result<(Child, PathBuf)> {
+        let cl = &self.clients[k];
+        let script = self.dir.join(format!("udhcpc{k}.sh"));
+        let log = self.dir.join(format!("udhcpc{k}.events"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n  deconfig) ip -4 addr flush dev \"$interface\" ;;\n  bound|renew) ip -4 addr flush dev \"$interface\"; ip addr add \"$ip/${{mask:-24}}\" dev \"$interface\"; ip route replace default via \"$router\" ;;\nesac\necho \"$1 $ip\" >> {}\nexit 0\n",
+                log.display()
+            ),
+        )?;
+        crate::netns::run(Command::new("chmod").arg("+x").arg(&script))?;
+        let child = cl
+            .ns
+            .command("udhcpc")
+            .args([
+                "-f", "-i", &cl.ifname, "-t", "20", "-T", "1", "-A", "1", "-s",
+            ])
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok((child, log))
     }
 
     /// Starts server `i`'s daemon and its announcer; returns once its

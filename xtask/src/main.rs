@@ -62,13 +62,14 @@ fn main() -> Result<()> {
         }
         Some("build") => build(&root),
         Some("demo") => demo(&root, &args[1..]),
+        Some("cluster-demo") => cluster_demo(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("lint") => lint(&root),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
+                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  cluster-demo  three servers behind BGP anycast, one killed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
             );
             bail!("no command given")
         }
@@ -228,6 +229,12 @@ fn demo(root: &Path, extra: &[String]) -> Result<()> {
     require_root("the demo")?;
     build(root)?;
     status(Command::new(root.join("target/release/examples/demo")).args(extra))
+}
+
+fn cluster_demo(root: &Path, extra: &[String]) -> Result<()> {
+    require_root("the cluster demo")?;
+    build(root)?;
+    status(Command::new(root.join("target/release/examples/cluster_demo")).args(extra))
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {

@@ -5,47 +5,13 @@
 //! its route is withdrawn and the client's next renewal is answered by
 //! another server, from that server's map.
 
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use irondhcp_testkit::cluster::{wait_until, Cluster, ClusterOptions};
+use irondhcp_testkit::cluster::{client_events as events, wait_until, Cluster, ClusterOptions};
 use irondhcp_testkit::testbed::require_root;
 
-use crate::{daemon_bin, events};
-
-/// udhcpc in client `k`'s namespace, configuring its address and default
-/// route and logging each event as "<event> <ip>".
-fn udhcpc(c: &Cluster, k: usize) -> (Child, PathBuf) {
-    let cl = &c.clients[k];
-    let script = c.dir.join(format!("udhcpc{k}.sh"));
-    let log = c.dir.join(format!("udhcpc{k}.events"));
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ncase \"$1\" in\n  deconfig) ip -4 addr flush dev \"$interface\" ;;\n  bound|renew) ip -4 addr flush dev \"$interface\"; ip addr add \"$ip/${{mask:-24}}\" dev \"$interface\"; ip route replace default via \"$router\" ;;\nesac\necho \"$1 $ip\" >> {}\nexit 0\n",
-            log.display()
-        ),
-    )
-    .expect("write script");
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .expect("chmod");
-    let child = cl
-        .ns
-        .command("udhcpc")
-        .args([
-            "-f", "-i", &cl.ifname, "-t", "20", "-T", "1", "-A", "1", "-s",
-        ])
-        .arg(&script)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start udhcpc");
-    (child, log)
-}
+use crate::daemon_bin;
 
 /// Requests each server has received, by index.
 fn requests(c: &Cluster) -> Vec<u64> {
@@ -85,7 +51,7 @@ fn a_killed_server_s_clients_renew_with_another_through_anycast() {
     let mut clients = Vec::new();
     for k in 0..3 {
         c.add_client().expect("add a client");
-        clients.push(udhcpc(&c, k));
+        clients.push(c.spawn_udhcpc(k).expect("start udhcpc"));
     }
     for (k, (_, log)) in clients.iter().enumerate() {
         assert!(

@@ -8,7 +8,7 @@
 //!
 //! Run it as root with `cargo xtask cluster-demo`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,6 @@ use irondhcp_testkit::testbed::require_root;
 
 const SERVERS: usize = 3;
 const CLIENTS: usize = 6;
-
-fn bin_dir() -> PathBuf {
-    // examples live in target/<profile>/examples; binaries one level up.
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
 
 fn main() -> ExitCode {
     require_root("the cluster demo");
@@ -87,7 +78,7 @@ fn show_servers(c: &Cluster, dead: Option<usize>) {
 }
 
 fn demo() -> std::io::Result<()> {
-    let bins = bin_dir();
+    let bins = irondhcp_testkit::bins::beside_example();
     let (daemon, ctl) = (bins.join("irondhcp"), bins.join("irondhcp-ctl"));
     println!(
         "building the cluster: {SERVERS} servers, a bird2 router with dhcrelay, PostgreSQL, Redis"

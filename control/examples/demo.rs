@@ -6,7 +6,6 @@
 //! Run it as root with `cargo xtask demo` (which builds the XDP program and
 //! the binaries first).
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -24,15 +23,6 @@ esac
 exit 0
 "#;
 
-fn bin_dir() -> PathBuf {
-    // examples live in target/<profile>/examples; binaries one level up.
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 fn main() -> ExitCode {
     require_root("the demo");
     match demo() {
@@ -45,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn demo() -> std::io::Result<()> {
-    let bins = bin_dir();
+    let bins = irondhcp_testkit::bins::beside_example();
     let opts = TestbedOptions {
         lease_time: 600,
         ..TestbedOptions::default()

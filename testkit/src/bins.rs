@@ -65,3 +65,13 @@ pub fn ctl() -> PathBuf {
 pub fn loadgen() -> PathBuf {
     binary("irondhcp-bench", "irondhcp-loadgen")
 }
+
+/// Where a running example's binaries are: examples live in
+/// `target/<profile>/examples`, the binaries one level up.
+pub fn beside_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default()
+}

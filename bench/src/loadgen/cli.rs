@@ -130,6 +130,12 @@ pub struct Args {
     /// phase and per completed exchange.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Write every exchange that ended (warm-up included) to this CSV
+    /// file: start and end (UNIX ms), type, client MAC, address, outcome
+    /// (ack, nak, lost), lease seconds. For checkers that compare what
+    /// clients were promised with what a server stored.
+    #[arg(long)]
+    pub exchange_log: Option<std::path::PathBuf>,
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes).

@@ -66,6 +66,33 @@ pub struct EngineConfig {
     pub server_mac: Option<[u8; 6]>,
     /// Relay mode: (giaddr, relay source IP, relay source MAC).
     pub relay: Option<([u8; 4], [u8; 4], [u8; 6])>,
+    /// Keep an [`ExchangeRecord`] of every exchange that ends, warm-up
+    /// included (`--exchange-log`, for the fault suite's checker).
+    pub log_exchanges: bool,
+}
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    Nak,
+    Lost,
+}
+
+/// One ended exchange, for `--exchange-log`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeRecord {
+    /// First transmission and end, on the shared clock (ns).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub kind: ExType,
+    /// The client's global index (its MAC is `frame::client_mac(client)`).
+    pub client: u64,
+    /// The address ACKed, or the one held (renewals) or asked for.
+    pub addr: [u8; 4],
+    pub outcome: Outcome,
+    /// Option 51 of the ACK (0 otherwise).
+    pub lease_secs: u32,
 }
 
 /// Live counters of one thread, read by the progress line.
@@ -84,6 +111,8 @@ pub struct Progress {
 pub struct Shared {
     pub cfg: EngineConfig,
     pub clock: Instant,
+    /// `clock`'s start as UNIX time (ns), for logs read by other programs.
+    pub wall0_ns: u64,
     pub table: Arc<AddrTable>,
     pub progress: Vec<Progress>,
     /// Threads that finished their warm-up.
@@ -148,6 +177,8 @@ pub struct ThreadResult {
     /// Replies this thread's socket dropped during the timed phase (None:
     /// the socket type does not say).
     pub rx_dropped: Option<u64>,
+    /// Every exchange that ended, when `log_exchanges` is set.
+    pub exchanges: Vec<ExchangeRecord>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,6 +293,8 @@ struct Core {
     default_type: ExType,
     rng: u64,
     forward: Vec<Sender<Forwarded>>,
+    /// Ended exchanges (`log_exchanges`); reserved up front.
+    exchanges: Vec<ExchangeRecord>,
 }
 
 /// One thread's engine over socket type `I`.
@@ -324,6 +357,11 @@ impl<I: Io> Engine<I> {
             default_type,
             rng: seed | 1,
             forward,
+            exchanges: if cfg.log_exchanges {
+                Vec::with_capacity(slots * 4)
+            } else {
+                Vec::new()
+            },
             shared,
             plan,
         };
@@ -380,6 +418,7 @@ impl<I: Io> Engine<I> {
             send_end_ns,
             ended_early,
             fresh_used: self.core.fresh_started.min(self.core.plan.fresh_limit),
+            exchanges: std::mem::take(&mut self.core.exchanges),
         }
     }
 
@@ -706,6 +745,7 @@ impl Core {
                 {
                     self.stats.of(t).duplicates += 1;
                 }
+                self.record(slot, now, r.yiaddr, Outcome::Ack, r.lease_secs);
                 let c = &mut self.clients[slot];
                 c.addr = r.yiaddr;
                 if r.server_id != [0; 4] {
@@ -718,6 +758,7 @@ impl Core {
             }
             (St::Requesting | St::Renewing | St::Rebinding, frame::NAK) => {
                 self.stats.of(c.kind).naks += 1;
+                self.record(slot, now, c.addr, Outcome::Nak, 0);
                 if c.state != St::Requesting {
                     let g32 = self.global(local) as u32;
                     self.shared.table.release(u32::from_be_bytes(c.addr), g32);
@@ -731,8 +772,29 @@ impl Core {
         }
     }
 
+    /// Logs how the exchange in `slot` ended (when asked to).
+    fn record(&mut self, slot: usize, now: u64, addr: [u8; 4], outcome: Outcome, lease_secs: u32) {
+        if !self.cfg().log_exchanges {
+            return;
+        }
+        let c = self.clients[slot];
+        let client = self.global(c.local);
+        self.exchanges.push(ExchangeRecord {
+            start_ns: c.first_ns,
+            end_ns: now,
+            kind: c.kind,
+            client,
+            addr,
+            outcome,
+            lease_secs,
+        });
+    }
+
     /// Counts the exchange in `slot` lost and resolves it.
     fn lose(&mut self, slot: usize) {
+        let now = self.shared.now_ns();
+        let addr = self.clients[slot].addr;
+        self.record(slot, now, addr, Outcome::Lost, 0);
         let c = &mut self.clients[slot];
         self.stats.types[c.kind.index()].lost += 1;
         c.state = match c.state {
@@ -1070,6 +1132,7 @@ mod tests {
             server_ip: None,
             server_mac: None,
             relay: None,
+            log_exchanges: true,
         }
     }
 
@@ -1082,6 +1145,7 @@ mod tests {
         let shared = Arc::new(Shared {
             cfg: cfg(scenario),
             clock: Instant::now(),
+            wall0_ns: 0,
             table: Arc::new(AddrTable::new(100)),
             progress: vec![Progress::default()],
             ready: AtomicUsize::new(0),
@@ -1189,6 +1253,21 @@ mod tests {
         assert_eq!(e.core.stats.of(ExType::RenewAck).naks, 1);
         // The client lost its lease: nobody left to renew.
         assert!(matches!(e.core.start(Action::Renew), Start::Skipped));
+        // The exchange log has the DORA's ACK and the renewal's NAK.
+        let log: Vec<(ExType, [u8; 4], Outcome, u64)> = e
+            .core
+            .exchanges
+            .iter()
+            .map(|x| (x.kind, x.addr, x.outcome, x.client))
+            .collect();
+        assert_eq!(
+            log,
+            vec![
+                (ExType::RequestAck, [198, 18, 1, 5], Outcome::Ack, 101),
+                (ExType::RenewAck, [198, 18, 1, 5], Outcome::Nak, 101),
+            ]
+        );
+        assert_eq!(e.core.exchanges[1].start_ns, 4_000_000);
     }
 
     #[test]
@@ -1217,6 +1296,8 @@ mod tests {
         assert!(e.core.pending.is_empty());
         assert_eq!(e.core.stats.of(ExType::DiscoverOffer).lost, 1);
         assert_eq!(e.core.outstanding, 0);
+        assert_eq!(e.core.exchanges.len(), 1);
+        assert_eq!(e.core.exchanges[0].outcome, Outcome::Lost);
         // A reply now is late (nothing outstanding), not invalid.
         let f = answer(&e.io.sent[0].clone(), OFFER, [198, 18, 1, 9]);
         e.io.inbox.push_back(f);

@@ -190,10 +190,14 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         server_ip: args.server.map(|s| s.octets()),
         server_mac,
         relay: relay_cfg,
+        log_exchanges: args.exchange_log.is_some(),
     };
     let shared = Arc::new(Shared {
         cfg,
         clock: Instant::now(),
+        wall0_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
         table,
         progress: (0..threads).map(|_| Progress::default()).collect(),
         ready: AtomicUsize::new(0),
@@ -266,6 +270,10 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     drop(xdp);
     arp.stop();
 
+    if let Some(path) = &args.exchange_log {
+        write_exchange_log(path, shared.wall0_ns, &results)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let mut total = Stats::default();
     let mut warm = Stats::default();
     let mut bound = 0;
@@ -528,4 +536,42 @@ mod tests {
         let discover = plan_of(&["--scenario", "discover", "--rate", "20000"]);
         assert!(discover[0].ring < dora[0].ring);
     }
+}
+
+/// Writes every thread's ended exchanges as CSV, in start order.
+fn write_exchange_log(
+    path: &std::path::Path,
+    wall0_ns: u64,
+    results: &[engine::ThreadResult],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut all: Vec<&engine::ExchangeRecord> =
+        results.iter().flat_map(|r| r.exchanges.iter()).collect();
+    all.sort_by_key(|e| e.start_ns);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "start_ms,end_ms,type,mac,address,outcome,lease_secs")?;
+    for e in all {
+        let m = frame::client_mac(e.client);
+        writeln!(
+            out,
+            "{},{},{},{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},{},{},{}",
+            (wall0_ns + e.start_ns) / 1_000_000,
+            (wall0_ns + e.end_ns) / 1_000_000,
+            e.kind.name(),
+            m[0],
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5],
+            engine::ip(e.addr),
+            match e.outcome {
+                engine::Outcome::Ack => "ack",
+                engine::Outcome::Nak => "nak",
+                engine::Outcome::Lost => "lost",
+            },
+            e.lease_secs
+        )?;
+    }
+    out.flush()
 }

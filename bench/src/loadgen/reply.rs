@@ -20,6 +20,8 @@ pub struct Reply {
     pub msg_type: u8,
     /// Option 54, or zeros when absent.
     pub server_id: [u8; 4],
+    /// Option 51 (seconds), or 0 when absent.
+    pub lease_secs: u32,
 }
 
 /// What a received frame is.
@@ -99,7 +101,7 @@ fn headers(frame: &[u8], port: u16) -> Option<([u8; 6], [u8; 4], &[u8])> {
     Some((src_mac, src_ip, payload))
 }
 
-/// The BOOTREPLY fields and options 53/54 of a DHCP message.
+/// The BOOTREPLY fields and options 53, 54 and 51 of a DHCP message.
 fn bootreply(m: &[u8]) -> Option<Reply> {
     if m.len() < 240 || m[0] != 2 || m[1] != 1 || m[2] != 6 || m[236..240] != [99, 130, 83, 99] {
         return None;
@@ -126,6 +128,7 @@ fn bootreply(m: &[u8]) -> Option<Reply> {
         match (code, len) {
             (53, 1) => msg_type = Some(value[0]),
             (54, 4) => r.server_id = arr::<4>(value, 0)?,
+            (51, 4) => r.lease_secs = u32::from_be_bytes(arr::<4>(value, 0)?),
             _ => {}
         }
         i += 2 + len;
@@ -202,8 +205,15 @@ mod tests {
                 assert_eq!(r.server_id, [198, 18, 0, 1]);
                 assert_eq!(r.src_mac, [0x0e, 1, 2, 3, 4, 5]);
                 assert_eq!(r.src_ip, [198, 18, 0, 1]);
+                assert_eq!(r.lease_secs, 0, "no option 51");
             }
         }
+        let mut m = message(MessageType::Ack);
+        m.opts_mut().insert(DhcpOption::AddressLeaseTime(3600));
+        let Parsed::Reply(r) = parse(&reply_frame(&m, false, 68), 68) else {
+            panic!("not parsed");
+        };
+        assert_eq!(r.lease_secs, 3600);
     }
 
     #[test]

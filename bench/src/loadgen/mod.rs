@@ -25,6 +25,7 @@ pub mod arp;
 pub mod cli;
 pub mod cpu;
 pub mod engine;
+pub mod exlog;
 pub mod frame;
 pub mod io;
 pub mod pacer;
@@ -271,7 +272,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     arp.stop();
 
     if let Some(path) = &args.exchange_log {
-        write_exchange_log(path, shared.wall0_ns, &results)
+        exlog::write(path, shared.wall0_ns, &results)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let mut total = Stats::default();
@@ -536,42 +537,4 @@ mod tests {
         let discover = plan_of(&["--scenario", "discover", "--rate", "20000"]);
         assert!(discover[0].ring < dora[0].ring);
     }
-}
-
-/// Writes every thread's ended exchanges as CSV, in start order.
-fn write_exchange_log(
-    path: &std::path::Path,
-    wall0_ns: u64,
-    results: &[engine::ThreadResult],
-) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut all: Vec<&engine::ExchangeRecord> =
-        results.iter().flat_map(|r| r.exchanges.iter()).collect();
-    all.sort_by_key(|e| e.start_ns);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "start_ms,end_ms,type,mac,address,outcome,lease_secs")?;
-    for e in all {
-        let m = frame::client_mac(e.client);
-        writeln!(
-            out,
-            "{},{},{},{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},{},{},{}",
-            (wall0_ns + e.start_ns) / 1_000_000,
-            (wall0_ns + e.end_ns) / 1_000_000,
-            e.kind.name(),
-            m[0],
-            m[1],
-            m[2],
-            m[3],
-            m[4],
-            m[5],
-            engine::ip(e.addr),
-            match e.outcome {
-                engine::Outcome::Ack => "ack",
-                engine::Outcome::Nak => "nak",
-                engine::Outcome::Lost => "lost",
-            },
-            e.lease_secs
-        )?;
-    }
-    out.flush()
 }

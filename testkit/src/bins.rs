@@ -75,3 +75,12 @@ pub fn beside_example() -> PathBuf {
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default()
 }
+
+/// The directory of the running binary: where its sibling binaries are
+/// (`target/release/` for a tool run from there).
+pub fn beside_self() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default()
+}

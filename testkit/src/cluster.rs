@@ -38,8 +38,8 @@ use crate::redis::RedisServer;
 pub const ANYCAST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 53);
 /// The router's address on the clients' LAN (the relay's giaddr).
 pub const LAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
-/// The clients' LAN.
-pub const LAN: &str = "198.19.0.0/24";
+/// The database namespace's address (PostgreSQL and Redis over TCP).
+pub const DB_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 2);
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -55,6 +55,12 @@ pub struct ClusterOptions {
     /// Publish lease events on a private Redis (else PostgreSQL polling
     /// only).
     pub redis: bool,
+    /// Run PostgreSQL and Redis in a namespace of their own behind the
+    /// router, reached over TCP (so a server can be cut off from them);
+    /// else on Unix sockets.
+    pub db_namespace: bool,
+    /// Prefix length of the clients' LAN 198.19.0.0.
+    pub lan_prefix: u8,
 }
 
 impl Default for ClusterOptions {
@@ -65,6 +71,8 @@ impl Default for ClusterOptions {
             pool: "198.19.0.10-198.19.0.250".into(),
             cluster_extra: "block_size = 16\nrelease_after = 5\n".into(),
             redis: true,
+            db_namespace: false,
+            lan_prefix: 24,
         }
     }
 }
@@ -95,6 +103,8 @@ pub struct LanClient {
 /// The whole cluster.
 pub struct Cluster {
     pub router: Netns,
+    /// PostgreSQL's and Redis's namespace (with `db_namespace`).
+    pub db: Option<Netns>,
     pub servers: Vec<ClusterServer>,
     pub clients: Vec<LanClient>,
     pub pg: PgServer,
@@ -155,14 +165,33 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("irondhcp-cluster-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        let pg = PgServer::start()?;
-        pg.create_database("leases")?;
-        let redis = if opts.redis {
-            Some(RedisServer::start()?)
+        let router = Netns::new(format!("irondhcp-{tag}-rtr"))?;
+        let db = if opts.db_namespace {
+            let db = Netns::new(format!("irondhcp-{tag}-db"))?;
+            let (rif, dif) = (format!("ird{tag}"), format!("idd{tag}"));
+            ip(&["link", "add", &rif, "type", "veth", "peer", "name", &dif])?;
+            ip(&["link", "set", &rif, "netns", &router.name])?;
+            ip(&["link", "set", &dif, "netns", &db.name])?;
+            router.exec(&["ip", "addr", "add", "198.18.200.1/24", "dev", &rif])?;
+            router.exec(&["ip", "link", "set", &rif, "up"])?;
+            db.exec(&["ip", "addr", "add", &format!("{DB_IP}/24"), "dev", &dif])?;
+            db.exec(&["ip", "link", "set", &dif, "up"])?;
+            db.exec(&["ip", "route", "add", "default", "via", "198.18.200.1"])?;
+            Some(db)
         } else {
             None
         };
-        let router = Netns::new(format!("irondhcp-{tag}-rtr"))?;
+        let db_ns = db.as_ref().map(|d| d.name.as_str());
+        let pg = match db_ns {
+            Some(ns) => PgServer::start_on(Some(ns), &DB_IP.to_string())?,
+            None => PgServer::start()?,
+        };
+        pg.create_database("leases")?;
+        let redis = match (opts.redis, db_ns) {
+            (false, _) => None,
+            (true, Some(ns)) => Some(RedisServer::start_on(ns, &DB_IP.to_string())?),
+            (true, None) => Some(RedisServer::start()?),
+        };
         for (k, v) in [
             ("net.ipv4.ip_forward", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
@@ -185,6 +214,7 @@ impl Cluster {
         router.exec(&["ip", "link", "set", &br, "up"])?;
         let mut cluster = Self {
             router,
+            db,
             servers: Vec::new(),
             clients: Vec::new(),
             pg,
@@ -246,8 +276,13 @@ impl Cluster {
         let redis = self
             .redis
             .as_ref()
-            .map(|r| format!("redis_url = \"{}\"\n", r.url()))
+            .map(|r| format!("redis_url = \"{}\"\n", r.network_url()))
             .unwrap_or_default();
+        let storage = if self.db.is_some() {
+            self.pg.url("leases")
+        } else {
+            self.pg.socket_url("leases")
+        };
         std::fs::write(
             &config,
             format!(
@@ -267,13 +302,14 @@ url = "{url}"
 
 [[subnet]]
 id = 1
-cidr = "{LAN}"
+cidr = "198.19.0.0/{prefix}"
 pools = ["{pool}"]
 lease_time = {lease}
 routers = ["{LAN_GATEWAY}"]
 "#,
                 socket = socket.display(),
-                url = self.pg.socket_url("leases"),
+                url = storage,
+                prefix = opts.lan_prefix,
                 extra = opts.cluster_extra,
                 pool = opts.pool,
                 lease = opts.lease_time,
@@ -462,6 +498,107 @@ protocol bgp uplink {{
     /// announcer live on, as on a box whose daemon died.
     pub fn kill_server(&mut self, i: usize) -> io::Result<()> {
         kill(&mut self.servers[i].daemon);
+        Ok(())
+    }
+
+    /// Cuts server `i` off from TCP port `port` of the database namespace
+    /// (PostgreSQL's or Redis's): its packets there are dropped, so
+    /// connections hang as on a broken path. Undone by [`Cluster::heal`].
+    pub fn cut(&self, i: usize, port: u16) -> io::Result<()> {
+        let ns = &self.servers[i].ns;
+        ns.exec(&["nft", "add", "table", "inet", "irondhcp_cut"])?;
+        ns.exec(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "irondhcp_cut",
+            "out",
+            "{ type filter hook output priority 0 ; }",
+        ])?;
+        ns.exec(&[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "irondhcp_cut",
+            "out",
+            "ip",
+            "daddr",
+            &DB_IP.to_string(),
+            "tcp",
+            "dport",
+            &port.to_string(),
+            "drop",
+        ])?;
+        Ok(())
+    }
+
+    /// Removes every cut of server `i`.
+    pub fn heal(&self, i: usize) -> io::Result<()> {
+        self.servers[i]
+            .ns
+            .exec(&["nft", "delete", "table", "inet", "irondhcp_cut"])?;
+        Ok(())
+    }
+
+    /// Slows what the database namespace sends to server `i` from TCP
+    /// port `sport` to `rate` (tc netem), e.g. to make its Redis
+    /// subscription fall behind.
+    pub fn slow_to(&self, i: usize, sport: u16, rate: &str) -> io::Result<()> {
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no database namespace"))?;
+        let dev = format!("idd{}", self.tag);
+        let dst = format!("{}/32", self.servers[i].link_ip);
+        db.exec(&[
+            "tc", "qdisc", "add", "dev", &dev, "root", "handle", "1:", "prio",
+        ])?;
+        db.exec(&[
+            "tc", "qdisc", "add", "dev", &dev, "parent", "1:3", "handle", "30:", "netem", "rate",
+            rate,
+        ])?;
+        db.exec(&[
+            "tc",
+            "filter",
+            "add",
+            "dev",
+            &dev,
+            "protocol",
+            "ip",
+            "parent",
+            "1:0",
+            "prio",
+            "3",
+            "u32",
+            "match",
+            "ip",
+            "dst",
+            &dst,
+            "match",
+            "ip",
+            "sport",
+            &sport.to_string(),
+            "0xffff",
+            "flowid",
+            "1:3",
+        ])?;
+        Ok(())
+    }
+
+    /// Removes what [`Cluster::slow_to`] added.
+    pub fn unslow(&self) -> io::Result<()> {
+        if let Some(db) = &self.db {
+            db.exec(&[
+                "tc",
+                "qdisc",
+                "del",
+                "dev",
+                &format!("idd{}", self.tag),
+                "root",
+            ])?;
+        }
         Ok(())
     }
 

@@ -18,12 +18,16 @@ pub struct PgServer {
     dir: PathBuf,
     bin: PathBuf,
     port: u16,
+    /// The network namespace it runs in (None: the machine's) and the
+    /// address it listens on there.
+    netns: Option<String>,
+    listen: String,
 }
 
-/// `pg_ctl start`'s server options for `port`, sockets in `dir`.
-fn server_options(port: u16, dir: &Path) -> String {
+/// `pg_ctl start`'s server options for `port` on `listen`, sockets in `dir`.
+fn server_options(port: u16, dir: &Path, listen: &str) -> String {
     format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1",
+        "-p {port} -k {} -c listen_addresses={listen}",
         dir.display()
     )
 }
@@ -50,8 +54,17 @@ fn is_root() -> bool {
 }
 
 impl PgServer {
-    /// Creates and starts a server; returns once it accepts connections.
+    /// Creates and starts a server on 127.0.0.1; returns once it accepts
+    /// connections.
     pub fn start() -> io::Result<Self> {
+        Self::start_on(None, "127.0.0.1")
+    }
+
+    /// Creates and starts a server in network namespace `netns` listening
+    /// on `listen` (and on its Unix socket), trusting every client: for
+    /// clusters whose servers reach it over the network (and can be cut
+    /// off from it).
+    pub fn start_on(netns: Option<&str>, listen: &str) -> io::Result<Self> {
         let bin = bin_dir()?;
         let dir = std::env::temp_dir().join(format!(
             "irondhcp-pg-{}-{}",
@@ -65,7 +78,13 @@ impl PgServer {
             run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
         }
         let data = dir.join("data");
-        let mut server = Self { dir, bin, port: 0 };
+        let mut server = Self {
+            dir,
+            bin,
+            port: 0,
+            netns: netns.map(str::to_string),
+            listen: listen.to_string(),
+        };
         server.pg(
             &[
                 "initdb",
@@ -76,6 +95,13 @@ impl PgServer {
             ],
             &data,
         )?;
+        if server.netns.is_some() {
+            // Clients come from other namespaces, over the network.
+            let hba = data.join("pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba)?;
+            text.push_str("host all all 0.0.0.0/0 trust\n");
+            std::fs::write(&hba, text)?;
+        }
         // A port nobody listens on now (a race with another process taking
         // it in between only fails this test's start, loudly).
         server.port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -94,7 +120,7 @@ impl PgServer {
                 "-l",
                 &log.to_string_lossy(),
                 "-o",
-                &server_options(self.port, &self.dir),
+                &server_options(self.port, &self.dir, &self.listen),
                 "start",
                 "-D",
             ],
@@ -115,19 +141,33 @@ impl PgServer {
     /// last, as `postgres` when we are root.
     fn pg(&self, args: &[&str], path: &Path) -> io::Result<()> {
         let program = self.bin.join(args[0]);
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                c
+            }
+            None => Command::new(if is_root() { "runuser" } else { "env" }),
         };
+        if self.netns.is_some() {
+            cmd.arg(if is_root() { "runuser" } else { "env" });
+        }
+        if is_root() {
+            cmd.args(["-u", "postgres", "--"]);
+        }
+        cmd.arg(program);
         run(cmd.args(&args[1..]).arg(path).current_dir(&self.dir)).map(drop)
     }
 
-    /// The URL of database `db` on this server.
+    /// The TCP port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `db` on this server, over TCP (from its own
+    /// namespace, or over the network when it listens on one).
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!("postgres://postgres@{}:{}/{db}", self.listen, self.port)
     }
 
     /// The URL of database `db` over the server's Unix socket: reachable
@@ -145,7 +185,7 @@ impl PgServer {
     pub fn create_database(&self, name: &str) -> io::Result<String> {
         run(Command::new(self.bin.join("psql"))
             .args(["-q", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url("postgres"))
+            .arg(self.socket_url("postgres"))
             .arg("-c")
             .arg(format!("CREATE DATABASE \"{name}\"")))?;
         Ok(self.url(name))
@@ -156,7 +196,7 @@ impl PgServer {
     pub fn query(&self, db: &str, sql: &str) -> io::Result<String> {
         let out = run(Command::new(self.bin.join("psql"))
             .args(["-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(self.url(db))
+            .arg(self.socket_url(db))
             .arg("-c")
             .arg(sql))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -15,11 +15,28 @@ use crate::netns::run;
 pub struct RedisServer {
     dir: PathBuf,
     child: Option<Child>,
+    /// The network namespace it runs in and the address it listens on
+    /// there (port 6379), when it serves over the network too.
+    tcp: Option<(String, String)>,
 }
 
+/// The TCP port of a server started with [`RedisServer::start_on`].
+pub const PORT: u16 = 6379;
+
 impl RedisServer {
-    /// Starts a server; returns once it answers PING.
+    /// Starts a server on a Unix socket only; returns once it answers PING.
     pub fn start() -> io::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server in network namespace `netns`, listening on `bind`
+    /// port [`PORT`] as well as on its Unix socket (servers reach it over
+    /// the network, and can be cut off from it).
+    pub fn start_on(netns: &str, bind: &str) -> io::Result<Self> {
+        Self::start_inner(Some((netns.to_string(), bind.to_string())))
+    }
+
+    fn start_inner(tcp: Option<(String, String)>) -> io::Result<Self> {
         let dir = std::env::temp_dir().join(format!(
             "irondhcp-redis-{}-{}",
             std::process::id(),
@@ -28,7 +45,11 @@ impl RedisServer {
                 .map_or(0, |d| d.as_nanos())
         ));
         std::fs::create_dir(&dir)?;
-        let mut server = Self { dir, child: None };
+        let mut server = Self {
+            dir,
+            child: None,
+            tcp,
+        };
         server.restart()?;
         Ok(server)
     }
@@ -43,13 +64,35 @@ impl RedisServer {
         format!("unix://{}", self.socket().display())
     }
 
+    /// The URL over the network (a server from [`RedisServer::start_on`]),
+    /// else over the Unix socket.
+    pub fn network_url(&self) -> String {
+        match &self.tcp {
+            Some((_, bind)) => format!("redis://{bind}:{PORT}/"),
+            None => self.url(),
+        }
+    }
+
     /// Starts the (stopped) server again on the same socket; returns once
     /// it answers PING.
     pub fn restart(&mut self) -> io::Result<()> {
         let _ = std::fs::remove_file(self.socket());
         let log = std::fs::File::create(self.dir.join("log"))?;
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
+        let mut cmd = match &self.tcp {
+            Some((ns, bind)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-server", "--bind", bind])
+                    .args(["--port", &PORT.to_string(), "--protected-mode", "no"]);
+                c
+            }
+            None => {
+                let mut c = Command::new("redis-server");
+                c.args(["--port", "0"]);
+                c
+            }
+        };
+        let child = cmd
+            .arg("--unixsocket")
             .arg(self.socket())
             .args([
                 "--unixsocketperm",

@@ -49,6 +49,8 @@ const PACKAGES: &[&str] = &[
     // a DHCP relay on the router (testkit::cluster).
     "bird2",
     "isc-dhcp-relay",
+    // The fault suite cuts a server off from PostgreSQL or Redis.
+    "nftables",
 ];
 
 fn main() -> Result<()> {
@@ -63,13 +65,14 @@ fn main() -> Result<()> {
         Some("build") => build(&root),
         Some("demo") => demo(&root, &args[1..]),
         Some("cluster-demo") => cluster_demo(&root, &args[1..]),
+        Some("faults") => faults(&root, &args[1..]),
         Some("test") => test(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("lint") => lint(&root),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  cluster-demo  three servers behind BGP anycast, one killed (root)\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
+                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  cluster-demo  three servers behind BGP anycast, one killed (root)\n  faults      the cluster fault suite with its checker (root): [--faults kill,pause,...]\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
             );
             bail!("no command given")
         }
@@ -235,6 +238,12 @@ fn cluster_demo(root: &Path, extra: &[String]) -> Result<()> {
     require_root("the cluster demo")?;
     build(root)?;
     status(Command::new(root.join("target/release/examples/cluster_demo")).args(extra))
+}
+
+fn faults(root: &Path, extra: &[String]) -> Result<()> {
+    require_root("the fault suite")?;
+    build(root)?;
+    status(Command::new(root.join("target/release/irondhcp-faults")).args(extra))
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {

@@ -203,11 +203,15 @@ impl Cluster {
         }
         let br = format!("ibr{tag}");
         router.exec(&["ip", "link", "add", &br, "type", "bridge"])?;
+        // A fixed MAC: a bridge otherwise takes its lowest port's, which
+        // changes as clients join, while dhcrelay keeps sending from the
+        // one it saw at start (and clients unicast renewals to that).
+        router.exec(&["ip", "link", "set", &br, "address", "0a:00:00:00:00:01"])?;
         router.exec(&[
             "ip",
             "addr",
             "add",
-            &format!("{LAN_GATEWAY}/24"),
+            &format!("{LAN_GATEWAY}/{}", opts.lan_prefix),
             "dev",
             &br,
         ])?;

@@ -173,6 +173,18 @@ pub fn renewals_between(log: &[Exchange], from: u64, to: u64) -> (u64, u64) {
     )
 }
 
+/// The longest a renewal started within [from, to) waited for its ACK
+/// (ms; retransmissions included), 0 when none was answered.
+pub fn slowest_renewal_ms(log: &[Exchange], from: u64, to: u64) -> u64 {
+    log.iter()
+        .filter(|e| {
+            e.kind == "RENEW-ACK" && e.outcome == "ack" && e.start_ms >= from && e.start_ms < to
+        })
+        .map(|e| e.end_ms.saturating_sub(e.start_ms))
+        .max()
+        .unwrap_or(0)
+}
+
 /// How long after `fault_ms` renewals kept failing: the start of the last
 /// renewal after it that got no ACK, within `window_ms` (0 when none
 /// failed).
@@ -302,6 +314,8 @@ mod tests {
             });
         }
         assert_eq!(renewals_between(&log, 2000, 4000), (1, 3));
+        log[3].end_ms = 3900;
+        assert_eq!(slowest_renewal_ms(&log, 2000, 4000), 900);
         assert_eq!(blackout_ms(&log, 2000, 5000), 600);
         assert_eq!(blackout_ms(&log, 5000, 1000), 0);
     }

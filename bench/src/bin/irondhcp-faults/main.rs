@@ -61,6 +61,8 @@ struct Outcome {
     duplicates: u64,
     lost: u64,
     renewals_during: (u64, u64),
+    /// The longest a renewal started during the fault waited (ms).
+    slowest_renewal_ms: u64,
     /// For a local fault: how long after it renewals still failed (ms).
     blackout_ms: Option<u64>,
     new_leases: u64,
@@ -225,6 +227,7 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
         duplicates: v.duplicates,
         lost: v.lost,
         renewals_during: checker::renewals_between(&exchanges, fault_ms, heal_ms),
+        slowest_renewal_ms: checker::slowest_renewal_ms(&exchanges, fault_ms, heal_ms),
         blackout_ms: f
             .victim()
             .map(|_| checker::blackout_ms(&exchanges, fault_ms, heal_ms - fault_ms)),
@@ -246,10 +249,10 @@ fn unix_ms() -> u64 {
 
 fn table(outcomes: &[Outcome], args: &Args) -> String {
     let mut t = format!(
-        "Load: irondhcp-loadgen on the clients' LAN, {} exchanges/s (70 % unicast renewals of {} bound clients, 30 % new leases through dhcrelay), {} s per fault, fault at {} s. Checker: every ACK in the generator's exchange log against every row in PostgreSQL.\n\n",
+        "Load: irondhcp-loadgen on the clients' LAN, {} exchanges/s (70 % unicast renewals of {} bound clients, 30 % new leases through dhcrelay), {} s per fault, fault at {} s. Clients retransmit after 1 s, 3 tries, give up at 4 s. Checker: every ACK in the generator's exchange log against every row in PostgreSQL; a renewal counts as answered when one of its tries got the ACK.\n\n",
         args.rate, args.clients, args.duration, args.fault_at
     );
-    t.push_str("| fault | ACKs checked | duplicates | lost leases | renewals answered during the fault | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    t.push_str("| fault | ACKs checked | duplicates | lost leases | renewals answered during the fault | slowest of them | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for o in outcomes {
         let (a, n) = o.renewals_during;
         let pct = if n == 0 {
@@ -258,12 +261,13 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
             format!("{:.1} % ({a}/{n})", 100.0 * a as f64 / n as f64)
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} |\n",
             o.what,
             o.acks,
             o.duplicates,
             o.lost,
             pct,
+            o.slowest_renewal_ms as f64 / 1000.0,
             o.blackout_ms.map_or("–".to_string(), |ms| format!(
                 "{:.1} s",
                 ms as f64 / 1000.0

@@ -547,7 +547,7 @@ protocol bgp uplink {{
     }
 
     /// Slows what the database namespace sends to server `i` from TCP
-    /// port `sport` to `rate` (tc netem), e.g. to make its Redis
+    /// port `sport` to `rate` (tc htb), e.g. to make its Redis
     /// subscription fall behind.
     pub fn slow_to(&self, i: usize, sport: u16, rate: &str) -> io::Result<()> {
         let db = self
@@ -556,38 +556,32 @@ protocol bgp uplink {{
             .ok_or_else(|| io::Error::other("no database namespace"))?;
         let dev = format!("idd{}", self.tag);
         let dst = format!("{}/32", self.servers[i].link_ip);
-        db.exec(&[
-            "tc", "qdisc", "add", "dev", &dev, "root", "handle", "1:", "prio",
-        ])?;
-        db.exec(&[
-            "tc", "qdisc", "add", "dev", &dev, "parent", "1:3", "handle", "30:", "netem", "rate",
-            rate,
-        ])?;
-        db.exec(&[
-            "tc",
-            "filter",
-            "add",
-            "dev",
-            &dev,
-            "protocol",
-            "ip",
-            "parent",
-            "1:0",
-            "prio",
-            "3",
-            "u32",
-            "match",
-            "ip",
-            "dst",
-            &dst,
-            "match",
-            "ip",
-            "sport",
-            &sport.to_string(),
-            "0xffff",
-            "flowid",
-            "1:3",
-        ])?;
+        let sport = sport.to_string();
+        // htb (this kernel kind has neither prio nor netem): everything in
+        // a fast default class, the matched flow in a slow one.
+        let steps: [&[&str]; 4] = [
+            &[
+                "qdisc", "add", "dev", &dev, "root", "handle", "1:", "htb", "default", "10",
+            ],
+            &[
+                "class", "add", "dev", &dev, "parent", "1:", "classid", "1:10", "htb", "rate",
+                "1gbit",
+            ],
+            &[
+                "class", "add", "dev", &dev, "parent", "1:", "classid", "1:30", "htb", "rate",
+                rate, "ceil", rate,
+            ],
+            &[
+                "filter", "add", "dev", &dev, "protocol", "ip", "parent", "1:0", "prio", "3",
+                "u32", "match", "ip", "dst", &dst, "match", "ip", "sport", &sport, "0xffff",
+                "flowid", "1:30",
+            ],
+        ];
+        for step in steps {
+            let mut argv = vec!["tc"];
+            argv.extend_from_slice(step);
+            db.exec(&argv)?;
+        }
         Ok(())
     }
 

@@ -68,6 +68,8 @@ struct Outcome {
     new_leases: u64,
     conflicts: u64,
     gaps: u64,
+    /// Redis subscriptions lost and made again (all servers).
+    resubscribes: u64,
     problems: Vec<String>,
 }
 
@@ -237,6 +239,7 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
             .count() as u64,
         conflicts: sum("/control/conflicts"),
         gaps: sum("/sync/gaps"),
+        resubscribes: sum("/sync/reconnects"),
         problems: v.problems,
     })
 }
@@ -252,7 +255,7 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
         "Load: irondhcp-loadgen on the clients' LAN, {} exchanges/s (70 % unicast renewals of {} bound clients, 30 % new leases through dhcrelay), {} s per fault, fault at {} s. Clients retransmit after 1 s, 3 tries, give up at 4 s. Checker: every ACK in the generator's exchange log against every row in PostgreSQL; a renewal counts as answered when one of its tries got the ACK.\n\n",
         args.rate, args.clients, args.duration, args.fault_at
     );
-    t.push_str("| fault | ACKs checked | duplicates | lost leases | renewals answered during the fault | slowest of them | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    t.push_str("| fault | ACKs checked | duplicates | lost leases | renewals answered during the fault | slowest of them | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up | subscriptions re-made |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for o in outcomes {
         let (a, n) = o.renewals_during;
         let pct = if n == 0 {
@@ -261,7 +264,7 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
             format!("{:.1} % ({a}/{n})", 100.0 * a as f64 / n as f64)
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} | {} |\n",
             o.what,
             o.acks,
             o.duplicates,
@@ -274,7 +277,8 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
             )),
             o.new_leases,
             o.conflicts,
-            o.gaps
+            o.gaps,
+            o.resubscribes
         ));
     }
     t

@@ -5,8 +5,8 @@
 //! ```text
 //!  client ns ─┐                  ┌─ server ns 1: irondhcp + bird + announcer
 //!  client ns ─┼─ br (router ns) ─┼─ server ns 2: irondhcp + bird + announcer
-//!  client ns ─┘  bird (ECMP),    └─ server ns 3: ...
-//!                dhcrelay
+//!  relay ns  ─┘  bird (ECMP)     └─ server ns 3: ...
+//!  (dhcrelay)
 //!  PostgreSQL and Redis: private servers on Unix sockets (testkit::postgres,
 //!  testkit::redis), reachable from every namespace.
 //! ```
@@ -16,8 +16,9 @@
 //! anycast /32 over eBGP (hold 3 s, keepalive 1 s). The protocol starts
 //! disabled; `irondhcp-ctl announce` enables it once the daemon is healthy
 //! and disables it at the first failed check. The router's bird installs one
-//! ECMP route with a next hop per announcing server; dhcrelay relays the
-//! clients' broadcasts into it, and the clients' unicast renewals follow it.
+//! ECMP route with a next hop per announcing server; dhcrelay, a host on the
+//! LAN, relays the clients' broadcasts into it, and the clients' unicast
+//! renewals follow it through the router.
 //!
 //! Names are unique per process and call, readiness is observed (a
 //! management socket answering, a route with N next hops), and everything
@@ -36,8 +37,13 @@ use crate::redis::RedisServer;
 
 /// The servers' shared identifier and the announced /32.
 pub const ANYCAST: Ipv4Addr = Ipv4Addr::new(198, 18, 255, 53);
-/// The router's address on the clients' LAN (the relay's giaddr).
+/// The router's address on the clients' LAN (their default gateway).
 pub const LAN_GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The router's MAC on the LAN: fixed, so a load generator can be told
+/// where unicast renewals go (`--server-mac`).
+pub const GATEWAY_MAC: &str = "0a:00:00:00:00:01";
+/// The relay's address on the LAN (its giaddr).
+pub const RELAY_IP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 /// The database namespace's address (PostgreSQL and Redis over TCP).
 pub const DB_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 2);
 
@@ -114,6 +120,7 @@ pub struct Cluster {
     router_bird_socket: PathBuf,
     router_bird: Option<Child>,
     relay: Option<Child>,
+    relay_ns: Option<Netns>,
 }
 
 fn spawn_logged(mut cmd: Command, log: &Path) -> io::Result<Child> {
@@ -206,7 +213,7 @@ impl Cluster {
         // A fixed MAC: a bridge otherwise takes its lowest port's, which
         // changes as clients join, while dhcrelay keeps sending from the
         // one it saw at start (and clients unicast renewals to that).
-        router.exec(&["ip", "link", "set", &br, "address", "0a:00:00:00:00:01"])?;
+        router.exec(&["ip", "link", "set", &br, "address", GATEWAY_MAC])?;
         router.exec(&[
             "ip",
             "addr",
@@ -228,12 +235,13 @@ impl Cluster {
             router_bird_socket: PathBuf::new(),
             router_bird: None,
             relay: None,
+            relay_ns: None,
         };
         for i in 1..=opts.servers {
             cluster.add_server_ns(i, opts)?;
         }
         cluster.start_router_bird()?;
-        cluster.start_relay()?;
+        cluster.start_relay(opts.lan_prefix)?;
         Ok(cluster)
     }
 
@@ -400,14 +408,45 @@ protocol bgp uplink {{
         Ok(())
     }
 
-    fn start_relay(&mut self) -> io::Result<()> {
-        let mut relay = self.router.command("dhcrelay");
-        relay.args(["-4", "-d", "-id", &format!("ibr{}", self.tag)]);
-        for k in 1..=self.servers.len() {
-            relay.args(["-iu", &format!("irs{}{k}", self.tag)]);
-        }
-        relay.arg(ANYCAST.to_string());
+    /// dhcrelay in a namespace of its own on the LAN (RELAY_IP), not on the
+    /// router: ISC dhcrelay's packet socket sees every BOOTREQUEST that
+    /// reaches its interface, so on the router's LAN bridge it also relayed
+    /// the clients' unicast renewals (addressed to the anycast address,
+    /// through the bridge's MAC), and every renewal reached two servers.
+    /// On a host of its own it sees only broadcasts and what is sent to it.
+    fn start_relay(&mut self, prefix: u8) -> io::Result<()> {
+        let tag = &self.tag;
+        let ns = Netns::new(format!("irondhcp-{tag}-rly"))?;
+        let (rif, bif) = (format!("irl{tag}"), format!("irb{tag}"));
+        ip(&["link", "add", &rif, "type", "veth", "peer", "name", &bif])?;
+        ip(&["link", "set", &rif, "netns", &ns.name])?;
+        ip(&["link", "set", &bif, "netns", &self.router.name])?;
+        self.router
+            .exec(&["ip", "link", "set", &bif, "master", &format!("ibr{tag}")])?;
+        self.router.exec(&["ip", "link", "set", &bif, "up"])?;
+        ns.exec(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{RELAY_IP}/{prefix}"),
+            "dev",
+            &rif,
+        ])?;
+        ns.exec(&["ip", "link", "set", &rif, "up"])?;
+        ns.exec(&[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            &LAN_GATEWAY.to_string(),
+        ])?;
+        let mut relay = ns.command("dhcrelay");
+        relay
+            .args(["-4", "-d", "-i", &rif])
+            .arg(ANYCAST.to_string());
         self.relay = Some(spawn_logged(relay, &self.dir.join("dhcrelay.log"))?);
+        self.relay_ns = Some(ns);
         Ok(())
     }
 

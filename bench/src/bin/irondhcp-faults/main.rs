@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use irondhcp_testkit::cluster::{Cluster, ClusterOptions};
+use irondhcp_testkit::cluster::{Cluster, ClusterOptions, GATEWAY_MAC};
 use irondhcp_testkit::testbed::require_root;
 use nemesis::Fault;
 
@@ -143,6 +143,9 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
         .command(&loadgen)
         .args(["--iface", &c.clients[k].ifname, "--io", "packet"])
         .args(["--scenario", "mixed", "--mix", "renew=70,dora=30"])
+        // Renewals go to the router, as a client's kernel would send them,
+        // not back to the relay that delivered the ACK.
+        .args(["--server-mac", GATEWAY_MAC])
         .args(["--clients", &args.clients.to_string()])
         .args(["--rate", &args.rate.to_string()])
         .args(["--duration", &args.duration.to_string()])

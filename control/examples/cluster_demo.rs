@@ -1,6 +1,6 @@
 //! The irondhcp cluster demo: three servers active/active behind a BGP
-//! anycast router (bird2, ECMP) with dhcrelay, on one PostgreSQL and one
-//! Redis, and real udhcpc clients on the router's LAN. It shows the route
+//! anycast router (bird2, ECMP), on one PostgreSQL and one Redis, with
+//! dhcrelay and real udhcpc clients on the router's LAN. It shows the route
 //! with a next hop per server, the clients' leases, the pool statistics of
 //! every server, then kills the server that one client renews with and
 //! shows the route withdrawn and every client renewing with the servers
@@ -81,7 +81,7 @@ fn demo() -> std::io::Result<()> {
     let bins = irondhcp_testkit::bins::beside_example();
     let (daemon, ctl) = (bins.join("irondhcp"), bins.join("irondhcp-ctl"));
     println!(
-        "building the cluster: {SERVERS} servers, a bird2 router with dhcrelay, PostgreSQL, Redis"
+        "building the cluster: {SERVERS} servers, a bird2 router, dhcrelay, PostgreSQL, Redis"
     );
     let mut c = Cluster::new(&ClusterOptions {
         servers: SERVERS,

@@ -140,6 +140,16 @@ pub fn plan(
     p
 }
 
+/// Whether this server may free other servers' blocks: only once it has
+/// itself reached the database for `release_after` seconds without a
+/// break. After an outage every heartbeat is old, the others' only because
+/// they could not write them either; freeing their blocks then would fence
+/// out every grant they have in flight (a storm of NAKs after PostgreSQL
+/// restarts). Waiting one release time lets the live ones heartbeat again.
+pub fn may_release(connected_since: u64, now: u64, release_after: u64) -> bool {
+    now.saturating_sub(connected_since) >= release_after
+}
+
 impl Ownership {
     /// Runs until `shutdown`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -149,6 +159,8 @@ impl Ownership {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut created = false;
         let mut sent: Option<Vec<OwnedBlock>> = None;
+        // Since when this server has reached the database without a break.
+        let mut connected_since: Option<u64> = None;
         loop {
             tokio::select! {
                 _ = crate::sync::stopped(&mut shutdown) => return,
@@ -163,7 +175,9 @@ impl Ownership {
                     }
                 }
             }
-            match self.pass(&layout).await {
+            let now = unix_now();
+            let release = may_release(*connected_since.get_or_insert(now), now, self.release_after);
+            match self.pass(&layout, release).await {
                 Ok(owned) => {
                     self.stats.owned.store(owned.len() as u64, Relaxed);
                     if sent.as_ref() != Some(&owned) {
@@ -173,7 +187,10 @@ impl Ownership {
                         sent = Some(owned);
                     }
                 }
-                Err(e) => self.failed(&e),
+                Err(e) => {
+                    connected_since = None;
+                    self.failed(&e);
+                }
             }
         }
     }
@@ -183,13 +200,21 @@ impl Ownership {
         tracing::warn!(error = %e, "address block ownership not updated; retrying");
     }
 
-    /// One pass: free dead owners' blocks, rebalance, return what is owned.
-    async fn pass(&self, layout: &HashSet<(u32, u32, u32)>) -> Result<Vec<OwnedBlock>, StoreError> {
+    /// One pass: free dead owners' blocks (when `release`), rebalance,
+    /// return what is owned.
+    async fn pass(
+        &self,
+        layout: &HashSet<(u32, u32, u32)>,
+        release: bool,
+    ) -> Result<Vec<OwnedBlock>, StoreError> {
         let now = unix_now();
-        let freed = self
-            .store
-            .release_dead_owners(now, self.release_after)
-            .await?;
+        let freed = if release {
+            self.store
+                .release_dead_owners(now, self.release_after)
+                .await?
+        } else {
+            0
+        };
         if freed > 0 {
             self.stats.released_dead.fetch_add(freed, Relaxed);
             tracing::info!(
@@ -264,6 +289,13 @@ mod tests {
         rows.iter()
             .map(|r| (r.subnet_id, r.first, r.last))
             .collect()
+    }
+
+    #[test]
+    fn blocks_are_freed_only_after_a_release_time_of_unbroken_contact() {
+        assert!(!may_release(1_000, 1_000, 30), "just (re)connected");
+        assert!(!may_release(1_000, 1_029, 30));
+        assert!(may_release(1_000, 1_030, 30));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The anycast cluster, end to end and shortened for CI: three real
-//! daemons behind a router running bird2 (ECMP) and dhcrelay, one real
+//! daemons behind a router running bird2 (ECMP), dhcrelay on the LAN, one real
 //! PostgreSQL and one real Redis, real udhcpc clients on the LAN. Clients
 //! bind through the relay; the server a client's renewals reach is killed;
 //! its route is withdrawn and the client's next renewal is answered by

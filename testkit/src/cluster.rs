@@ -123,6 +123,14 @@ pub struct Cluster {
     relay_ns: Option<Netns>,
 }
 
+/// A veth pair `a` – `b`, `a` moved into `a_ns` and `b` into `b_ns`.
+fn veth(a: &str, a_ns: &Netns, b: &str, b_ns: &Netns) -> io::Result<()> {
+    ip(&["link", "add", a, "type", "veth", "peer", "name", b])?;
+    ip(&["link", "set", a, "netns", &a_ns.name])?;
+    ip(&["link", "set", b, "netns", &b_ns.name])?;
+    Ok(())
+}
+
 fn spawn_logged(mut cmd: Command, log: &Path) -> io::Result<Child> {
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -176,9 +184,7 @@ impl Cluster {
         let db = if opts.db_namespace {
             let db = Netns::new(format!("irondhcp-{tag}-db"))?;
             let (rif, dif) = (format!("ird{tag}"), format!("idd{tag}"));
-            ip(&["link", "add", &rif, "type", "veth", "peer", "name", &dif])?;
-            ip(&["link", "set", &rif, "netns", &router.name])?;
-            ip(&["link", "set", &dif, "netns", &db.name])?;
+            veth(&rif, &router, &dif, &db)?;
             router.exec(&["ip", "addr", "add", "198.18.200.1/24", "dev", &rif])?;
             router.exec(&["ip", "link", "set", &rif, "up"])?;
             db.exec(&["ip", "addr", "add", &format!("{DB_IP}/24"), "dev", &dif])?;
@@ -415,15 +421,7 @@ protocol bgp uplink {{
     /// through the bridge's MAC), and every renewal reached two servers.
     /// On a host of its own it sees only broadcasts and what is sent to it.
     fn start_relay(&mut self, prefix: u8) -> io::Result<()> {
-        let tag = &self.tag;
-        let ns = Netns::new(format!("irondhcp-{tag}-rly"))?;
-        let (rif, bif) = (format!("irl{tag}"), format!("irb{tag}"));
-        ip(&["link", "add", &rif, "type", "veth", "peer", "name", &bif])?;
-        ip(&["link", "set", &rif, "netns", &ns.name])?;
-        ip(&["link", "set", &bif, "netns", &self.router.name])?;
-        self.router
-            .exec(&["ip", "link", "set", &bif, "master", &format!("ibr{tag}")])?;
-        self.router.exec(&["ip", "link", "set", &bif, "up"])?;
+        let (ns, rif) = self.lan_host("rly", "irl", "irb")?;
         ns.exec(&[
             "ip",
             "addr",
@@ -432,7 +430,6 @@ protocol bgp uplink {{
             "dev",
             &rif,
         ])?;
-        ns.exec(&["ip", "link", "set", &rif, "up"])?;
         ns.exec(&[
             "ip",
             "route",
@@ -453,18 +450,25 @@ protocol bgp uplink {{
     /// Adds a client namespace with one interface on the LAN bridge.
     pub fn add_client(&mut self) -> io::Result<usize> {
         let k = self.clients.len();
+        let (ns, cif) =
+            self.lan_host(&format!("c{k}"), &format!("icc{k}_"), &format!("icb{k}_"))?;
+        self.clients.push(LanClient { ns, ifname: cif });
+        Ok(k)
+    }
+
+    /// A new namespace `irondhcp-TAG-<name>` with one interface on the LAN
+    /// bridge (up, no address yet); returns it and the interface's name.
+    /// Interface names are `<host_if>TAG` and `<bridge_if>TAG`.
+    fn lan_host(&self, name: &str, host_if: &str, bridge_if: &str) -> io::Result<(Netns, String)> {
         let tag = &self.tag;
-        let ns = Netns::new(format!("irondhcp-{tag}-c{k}"))?;
-        let (cif, bif) = (format!("icc{tag}{k}"), format!("icb{tag}{k}"));
-        ip(&["link", "add", &cif, "type", "veth", "peer", "name", &bif])?;
-        ip(&["link", "set", &cif, "netns", &ns.name])?;
-        ip(&["link", "set", &bif, "netns", &self.router.name])?;
+        let ns = Netns::new(format!("irondhcp-{tag}-{name}"))?;
+        let (hif, bif) = (format!("{host_if}{tag}"), format!("{bridge_if}{tag}"));
+        veth(&hif, &ns, &bif, &self.router)?;
         self.router
             .exec(&["ip", "link", "set", &bif, "master", &format!("ibr{tag}")])?;
         self.router.exec(&["ip", "link", "set", &bif, "up"])?;
-        ns.exec(&["ip", "link", "set", &cif, "up"])?;
-        self.clients.push(LanClient { ns, ifname: cif });
-        Ok(k)
+        ns.exec(&["ip", "link", "set", &hif, "up"])?;
+        Ok((ns, hif))
     }
 
     /// Starts udhcpc in client `k`'s namespace: it configures its address

@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::batch::{self, RowChangeKind};
 use crate::store::{LeaseRecord, LeaseWrite, RecordState, WriteOutcome};
 
 /// One message on the channel.
@@ -91,9 +92,9 @@ impl Event {
                 expiry,
                 ..
             } => (
-                subnet_id,
-                address,
-                client_key,
+                *subnet_id,
+                *address,
+                client_key.as_slice(),
                 hw_address.map(|h| hex(&h)),
                 RecordState::Leased,
                 *expiry,
@@ -105,57 +106,27 @@ impl Event {
                 expiry,
                 ..
             } => (
-                subnet_id,
-                address,
-                client_key,
+                *subnet_id,
+                *address,
+                client_key.as_slice(),
                 None,
                 RecordState::Leased,
                 *expiry,
             ),
-            LeaseWrite::Release {
-                subnet_id,
-                address,
-                client_key,
-                ..
-            } => (
-                subnet_id,
-                address,
-                client_key,
-                None,
-                RecordState::Released,
-                at,
-            ),
-            LeaseWrite::Decline {
-                subnet_id,
-                address,
-                client_key,
-                until,
-                ..
-            } => (
-                subnet_id,
-                address,
-                client_key,
-                None,
-                RecordState::Declined,
-                *until,
-            ),
-            LeaseWrite::Expire {
-                subnet_id,
-                address,
-                client_key,
-                ..
-            } => (
-                subnet_id,
-                address,
-                client_key,
-                None,
-                RecordState::Expired,
-                at,
-            ),
+            // Releases, declines and expiries: the store's per-row change.
+            other => {
+                let c = batch::row_change(other)?;
+                let (state, expiry) = match c.kind {
+                    RowChangeKind::Release => (RecordState::Released, at),
+                    RowChangeKind::Decline { until } => (RecordState::Declined, until),
+                    RowChangeKind::Expire => (RecordState::Expired, at),
+                };
+                (c.subnet_id, c.address, c.client_key, None, state, expiry)
+            }
         };
         Some(Event {
-            subnet: *subnet,
-            address: *address,
+            subnet,
+            address,
             key: hex(key),
             hw,
             state: state.as_str().to_string(),
@@ -232,6 +203,41 @@ mod tests {
         };
         assert!(hb.is_heartbeat());
         assert!(!serde_json::to_string(&hb).unwrap().contains("events"));
+    }
+
+    #[test]
+    fn releases_declines_and_expiries_carry_their_state() {
+        let key = vec![7];
+        let addr = Ipv4Addr::new(10, 0, 0, 9);
+        let decline = LeaseWrite::Decline {
+            subnet_id: 3,
+            address: addr,
+            client_key: key.clone(),
+            until: 9_000,
+            version: 2,
+        };
+        let r = Event::of(&decline, Some(3), 1_000)
+            .unwrap()
+            .record("a")
+            .unwrap();
+        assert_eq!(
+            (r.state, r.expiry, r.version),
+            (RecordState::Declined, 9_000, 3)
+        );
+        let expire = LeaseWrite::Expire {
+            subnet_id: 3,
+            address: addr,
+            client_key: key,
+            version: 3,
+        };
+        let r = Event::of(&expire, Some(4), 1_000)
+            .unwrap()
+            .record("a")
+            .unwrap();
+        assert_eq!(
+            (r.state, r.expiry, r.address),
+            (RecordState::Expired, 1_000, addr)
+        );
     }
 
     #[test]

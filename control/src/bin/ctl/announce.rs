@@ -17,17 +17,13 @@ use std::time::Duration;
 const GOOD_TO_ANNOUNCE: u32 = 3;
 
 /// Checks every `every` until killed.
-pub fn run(socket: &Path, bird_socket: &Path, protocol: &str, every: Duration) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("irondhcp-ctl: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+pub fn run(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    bird_socket: &Path,
+    protocol: &str,
+    every: Duration,
+) -> ExitCode {
     // What bird was last told (None: not yet, or the telling failed).
     let mut announced: Option<bool> = None;
     let mut good = 0u32;

@@ -51,6 +51,16 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("irondhcp-ctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let command = match &args.cmd {
         Cmd::Stats => "stats",
         Cmd::Leases => "leases",
@@ -63,17 +73,7 @@ fn main() -> ExitCode {
             interval_ms,
         } => {
             let every = std::time::Duration::from_millis((*interval_ms).max(10));
-            return announce::run(&args.socket, bird_socket, protocol, every);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("irondhcp-ctl: {e}");
-            return ExitCode::FAILURE;
+            return announce::run(&rt, &args.socket, bird_socket, protocol, every);
         }
     };
     let resp = match rt.block_on(irondhcp_control::ctl::query(&args.socket, command)) {

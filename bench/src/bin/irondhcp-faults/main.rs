@@ -70,6 +70,8 @@ struct Outcome {
     gaps: u64,
     /// Redis subscriptions lost and made again (all servers).
     resubscribes: u64,
+    /// What the generator sent (exchanges/s, timed phase).
+    achieved_rate: f64,
     problems: Vec<String>,
 }
 
@@ -159,7 +161,8 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
         ])
         .arg("--exchange-log")
         .arg(&log)
-        .stdout(Stdio::null())
+        .arg("--json")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("start irondhcp-loadgen")?;
@@ -193,12 +196,24 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
     std::thread::sleep(f.hold());
     f.heal(&mut c, &daemon, &ctl).context("heal")?;
     let heal_ms = unix_ms();
-    let status = gen.wait()?;
+    let done = gen.wait_with_output()?;
     while rx.try_recv().is_ok() {}
-    if !status.success() {
+    if !done.status.success() {
         bail!(
-            "irondhcp-loadgen failed ({status}) after {:?}",
+            "irondhcp-loadgen failed ({}) after {:?}",
+            done.status,
             started.elapsed()
+        );
+    }
+    // A generator that could not send the offered rate has not measured
+    // the cluster.
+    let report: serde_json::Value =
+        serde_json::from_slice(&done.stdout).context("irondhcp-loadgen's JSON report")?;
+    let achieved = report["achieved_rate"].as_f64().unwrap_or(0.0);
+    if report["generator_bound"] != false {
+        bail!(
+            "the generator sent only {achieved:.0}/s of the {} offered",
+            args.rate
         );
     }
     // Everything written behind reaches PostgreSQL: stop the servers
@@ -243,6 +258,7 @@ fn one(f: Fault, args: &Args, bins: &Path) -> Result<Outcome> {
         conflicts: sum("/control/conflicts"),
         gaps: sum("/sync/gaps"),
         resubscribes: sum("/sync/reconnects"),
+        achieved_rate: achieved,
         problems: v.problems,
     })
 }
@@ -258,7 +274,7 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
         "Load: irondhcp-loadgen on the clients' LAN, {} exchanges/s (70 % unicast renewals of {} bound clients, 30 % new leases through dhcrelay), {} s per fault, fault at {} s. Clients retransmit after 1 s, 3 tries, give up at 4 s. Checker: every ACK in the generator's exchange log against every row in PostgreSQL; a renewal counts as answered when one of its tries got the ACK.\n\n",
         args.rate, args.clients, args.duration, args.fault_at
     );
-    t.push_str("| fault | ACKs checked | duplicates | lost leases | renewals answered during the fault | slowest of them | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up | subscriptions re-made |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    t.push_str("| fault | sent | ACKs checked | duplicates | lost leases | renewals answered during the fault | slowest of them | renewals failing after a local fault | new leases | conflicts refused | sync gaps caught up | subscriptions re-made |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for o in outcomes {
         let (a, n) = o.renewals_during;
         let pct = if n == 0 {
@@ -267,8 +283,9 @@ fn table(outcomes: &[Outcome], args: &Args) -> String {
             format!("{:.1} % ({a}/{n})", 100.0 * a as f64 / n as f64)
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.0}/s | {} | {} | {} | {} | {:.1} s | {} | {} | {} | {} | {} |\n",
             o.what,
+            o.achieved_rate,
             o.acks,
             o.duplicates,
             o.lost,

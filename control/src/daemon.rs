@@ -223,7 +223,7 @@ pub async fn run(
         Some((sync, blocks, _)) => (
             plane
                 .with_events(sync.events)
-                .with_synced(sync.records)
+                .with_synced(sync.records, sync.stats.clone())
                 .with_blocks(blocks),
             sync.tasks,
         ),

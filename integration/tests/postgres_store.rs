@@ -42,6 +42,44 @@ async fn writes_and_guards_survive_a_reopen() {
     );
 }
 
+/// A grant stores the relay's circuit-id and remote-id with the lease (or
+/// NULL without option 82); a later grant to another client replaces them.
+#[tokio::test]
+async fn a_grant_stores_option_82_ids() {
+    let (pg, s) = fresh("srv").await;
+    let mut relayed = contract::grant([10, 0, 0, 5], b"A", 2_000);
+    if let LeaseWrite::Grant { relay, .. } = &mut relayed {
+        relay.circuit_id = Some(b"eth0/7".to_vec());
+        relay.remote_id = Some(vec![2, 0, 0, 0, 0, 9]);
+    }
+    let plain = contract::grant([10, 0, 0, 6], b"B", 2_000);
+    let r = contract::applied(s.apply(&[relayed, plain], 1_000).await.unwrap());
+    assert_eq!(r, [true, true]);
+    let ids = |addr: &str| {
+        pg.query(
+            "leases",
+            &format!(
+                "SELECT coalesce(encode(circuit_id, 'escape'), 'null') || ' ' || \
+                 coalesce(encode(remote_id, 'hex'), 'null') FROM leases WHERE ip = '{addr}'"
+            ),
+        )
+        .unwrap()
+    };
+    assert_eq!(ids("10.0.0.5"), "eth0/7 020000000009");
+    assert_eq!(ids("10.0.0.6"), "null null");
+    // Released, then granted to another client without option 82.
+    let release = LeaseWrite::Release {
+        subnet_id: 1,
+        address: "10.0.0.5".parse().unwrap(),
+        client_key: b"A".to_vec(),
+        version: 1,
+    };
+    let next = contract::grant([10, 0, 0, 5], b"C", 3_000);
+    let r = contract::applied(s.apply(&[release, next], 1_100).await.unwrap());
+    assert_eq!(r, [true, true]);
+    assert_eq!(ids("10.0.0.5"), "null null");
+}
+
 #[tokio::test]
 async fn batch_order_and_multi_row_statements() {
     let (_pg, s) = fresh("srv").await;

@@ -22,14 +22,22 @@ pub struct PgServer {
     /// address it listens on there.
     netns: Option<String>,
     listen: String,
+    /// Extra `-c name=value` server settings.
+    settings: Vec<String>,
 }
 
-/// `pg_ctl start`'s server options for `port` on `listen`, sockets in `dir`.
-fn server_options(port: u16, dir: &Path, listen: &str) -> String {
-    format!(
+/// `pg_ctl start`'s server options for `port` on `listen`, sockets in `dir`,
+/// and `settings` (`name=value` each).
+fn server_options(port: u16, dir: &Path, listen: &str, settings: &[String]) -> String {
+    let mut o = format!(
         "-p {port} -k {} -c listen_addresses={listen}",
         dir.display()
-    )
+    );
+    for s in settings {
+        o.push_str(" -c ");
+        o.push_str(s);
+    }
+    o
 }
 
 /// The newest `/usr/lib/postgresql/<version>/bin`.
@@ -65,6 +73,13 @@ impl PgServer {
     /// clusters whose servers reach it over the network (and can be cut
     /// off from it).
     pub fn start_on(netns: Option<&str>, listen: &str) -> io::Result<Self> {
+        Self::start_with(netns, listen, &[])
+    }
+
+    /// [`PgServer::start_on`] with extra server settings (`name=value`,
+    /// e.g. `shared_preload_libraries=pg_stat_statements` for counting
+    /// statements in a benchmark).
+    pub fn start_with(netns: Option<&str>, listen: &str, settings: &[&str]) -> io::Result<Self> {
         let bin = bin_dir()?;
         let dir = std::env::temp_dir().join(format!(
             "irondhcp-pg-{}-{}",
@@ -84,6 +99,7 @@ impl PgServer {
             port: 0,
             netns: netns.map(str::to_string),
             listen: listen.to_string(),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
         };
         server.pg(
             &[
@@ -120,7 +136,7 @@ impl PgServer {
                 "-l",
                 &log.to_string_lossy(),
                 "-o",
-                &server_options(self.port, &self.dir, &self.listen),
+                &server_options(self.port, &self.dir, &self.listen, &self.settings),
                 "start",
                 "-D",
             ],
@@ -179,6 +195,11 @@ impl PgServer {
             self.dir.display(),
             self.port
         )
+    }
+
+    /// The directory holding its Unix socket (libpq's `host` for it).
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Creates database `name` and returns its URL.

@@ -136,6 +136,11 @@ pub struct Args {
     /// clients were promised with what a server stored.
     #[arg(long)]
     pub exchange_log: Option<std::path::PathBuf>,
+    /// Create `PATH.start` when the timed phase starts and `PATH.end` when
+    /// the last new exchange has been sent (the `--server-pid` window), so
+    /// a harness can read its own counters over the same window.
+    #[arg(long)]
+    pub window_marks: Option<std::path::PathBuf>,
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (or with dashes).

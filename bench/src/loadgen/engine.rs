@@ -126,6 +126,8 @@ pub struct Shared {
     pub sending_done: AtomicUsize,
     /// CPU time of the server under test (`--server-pid`).
     pub server_cpu: Option<CpuProbe>,
+    /// Files marking the same window for a harness (`--window-marks`).
+    pub window_marks: Option<super::marks::WindowMarks>,
 }
 
 impl Shared {
@@ -393,6 +395,9 @@ impl<I: Io> Engine<I> {
             if let Some(p) = &shared.server_cpu {
                 p.mark_start(now);
             }
+            if let Some(m) = &shared.window_marks {
+                m.open();
+            }
             shared.start_ns.store(now + 1_000_000, Ordering::Release);
         }
         let start = self.service_until(|| {
@@ -513,6 +518,9 @@ impl<I: Io> Engine<I> {
                     {
                         if let Some(p) = &shared.server_cpu {
                             p.mark_end(now);
+                        }
+                        if let Some(m) = &shared.window_marks {
+                            m.close();
                         }
                     }
                 }
@@ -1153,6 +1161,7 @@ mod tests {
             finished: AtomicUsize::new(0),
             sending_done: AtomicUsize::new(0),
             server_cpu: None,
+            window_marks: None,
         });
         let plan = ThreadPlan {
             thread: 0,

@@ -28,6 +28,7 @@ pub mod engine;
 pub mod exlog;
 pub mod frame;
 pub mod io;
+pub mod marks;
 pub mod pacer;
 pub mod reply;
 pub mod scenario;
@@ -206,6 +207,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         finished: AtomicUsize::new(0),
         sending_done: AtomicUsize::new(0),
         server_cpu: args.server_pid.map(cpu::CpuProbe::new),
+        window_marks: args.window_marks.clone().map(marks::WindowMarks::new),
     });
     let plans = plans(args, &mix, fixed_total);
 

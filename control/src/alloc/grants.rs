@@ -167,6 +167,7 @@ impl Allocator {
             // A renewal is not an allocation: the client holds the address
             // whoever owns its block now.
             fence: if regrant { None } else { self.fence_of(addr) },
+            relay: Default::default(),
         })
     }
 

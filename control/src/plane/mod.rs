@@ -35,7 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::alloc::{Allocator, LeaseInfo, OwnedBlock, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
 use crate::stats::ControlStats;
-use crate::store::{LeaseRecord, LeaseStore, LeaseWrite};
+use crate::store::{LeaseStore, LeaseWrite};
 
 mod committer;
 mod events;
@@ -71,6 +71,19 @@ async fn recv_bounded<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Option 82's identifiers in a request frame (none when the frame does not
+/// parse: the fast path already parsed it once, so that does not happen).
+fn relay_ids(frame: &[u8]) -> crate::store::RelayIds {
+    use irondhcp_fastpath::wire::{dhcp, frame as eth};
+    let rai = eth::parse_frame(frame)
+        .ok()
+        .and_then(|f| f.payload(frame))
+        .and_then(|p| dhcp::parse_dhcp(p).ok())
+        .and_then(|m| m.opts.relay_agent_info);
+    rai.map(crate::store::RelayIds::from_option82)
+        .unwrap_or_default()
 }
 
 /// What the fast path sends: requests that need an address, write-behind
@@ -154,7 +167,9 @@ pub struct Plane<S: LeaseStore> {
     lookups: Lookups,
     lookups_done: Option<mpsc::UnboundedReceiver<LookupDone>>,
     /// Lease records other servers committed (the cluster's sync).
-    synced: Option<mpsc::Receiver<Vec<LeaseRecord>>>,
+    synced: Option<mpsc::Receiver<crate::sync::Synced>>,
+    /// Where the sync lag is counted (with `synced`).
+    sync_stats: Option<Arc<crate::sync::SyncStats>>,
     /// The address blocks this server owns (the cluster's ownership task).
     blocks: Option<mpsc::Receiver<Vec<OwnedBlock>>>,
 }
@@ -187,6 +202,7 @@ impl<S: LeaseStore> Plane<S> {
             lookups,
             lookups_done: Some(lookups_done),
             synced: None,
+            sync_stats: None,
             blocks: None,
         }
     }
@@ -206,8 +222,13 @@ impl<S: LeaseStore> Plane<S> {
 
     /// Applies the lease records `records` brings (other servers' commits,
     /// from the cluster's sync) to the allocator and the lease map.
-    pub fn with_synced(mut self, records: mpsc::Receiver<Vec<LeaseRecord>>) -> Self {
+    pub fn with_synced(
+        mut self,
+        records: mpsc::Receiver<crate::sync::Synced>,
+        stats: Arc<crate::sync::SyncStats>,
+    ) -> Self {
         self.synced = Some(records);
+        self.sync_stats = Some(stats);
         self
     }
 
@@ -280,7 +301,7 @@ impl<S: LeaseStore> Plane<S> {
                     }
                 }
                 Some(q) = queries.recv() => self.answer(q),
-                Some(records) = recv_bounded(&mut synced) => self.apply_synced(&records),
+                Some(batch) = recv_bounded(&mut synced) => self.apply_synced(&batch),
                 Some(owned) = recv_bounded(&mut blocks) => self.alloc.set_owned_blocks(owned),
                 _ = flush.tick() => {
                     // Workers ring for write-behind only once it backs up;
@@ -408,12 +429,17 @@ impl<S: LeaseStore> Plane<S> {
         }
     }
 
-    /// Applies records other servers committed, forward-only.
-    fn apply_synced(&mut self, records: &[LeaseRecord]) {
-        for r in records {
+    /// Applies records other servers committed, forward-only, and counts
+    /// the sync lag of a batch heard on the channel: from the origin's
+    /// commit to this map holding it.
+    fn apply_synced(&mut self, batch: &crate::sync::Synced) {
+        for r in &batch.records {
             self.alloc.apply_record(r);
         }
-        self.stats.counters.synced += records.len() as u64;
+        self.stats.counters.synced += batch.records.len() as u64;
+        if let (Some(at), Some(stats)) = (batch.committed_us, &self.sync_stats) {
+            stats.lag(crate::sync::now_us().saturating_sub(at));
+        }
     }
 
     fn event(&mut self, e: FastEvent) {
@@ -506,11 +532,16 @@ impl<S: LeaseStore> Plane<S> {
             self.alloc.renew(req.subnet, key, hw, req.requested, now)
         };
         match outcome {
-            RequestOutcome::Commit(grant) => grants.push(PendingGrant {
-                worker: req.worker,
-                frame: req.frame,
-                grant,
-            }),
+            RequestOutcome::Commit(mut grant) => {
+                if let LeaseWrite::Grant { relay, .. } = &mut grant {
+                    *relay = relay_ids(req.frame.as_slice());
+                }
+                grants.push(PendingGrant {
+                    worker: req.worker,
+                    frame: req.frame,
+                    grant,
+                })
+            }
             RequestOutcome::Nak => self.reply(req.worker, AllocDecision::Nak, req.frame),
             RequestOutcome::Ignore => {}
         }

@@ -29,6 +29,7 @@ pub fn guarded_grant(addr: [u8; 4], key: &[u8], expiry: u64, guard_secs: u32) ->
         expiry,
         guard_secs,
         fence: None,
+        relay: Default::default(),
     }
 }
 
@@ -189,6 +190,7 @@ pub async fn batch_order_and_multi_row_statements<S: LeaseStore>(s: &S) {
         expiry: 3_000,
         guard_secs: 0,
         fence: None,
+        relay: Default::default(),
     }];
     batch.push(LeaseWrite::Release {
         subnet_id: 1,

@@ -103,6 +103,34 @@ pub struct Fence {
     pub epoch: u32,
 }
 
+/// The relay agent's identifiers of a subscriber (option 82 sub-option 1,
+/// circuit-id, and 2, remote-id; RFC 3046), as the relay sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayIds {
+    pub circuit_id: Option<Vec<u8>>,
+    pub remote_id: Option<Vec<u8>>,
+}
+
+impl RelayIds {
+    /// The identifiers in an option 82 value (its sub-options; the first
+    /// of each kind counts, a truncated sub-option ends the walk).
+    pub fn from_option82(value: &[u8]) -> Self {
+        let mut ids = Self::default();
+        let mut rest = value;
+        while let [code, len, tail @ ..] = rest {
+            let len = usize::from(*len);
+            let Some(data) = tail.get(..len) else { break };
+            match code {
+                1 if ids.circuit_id.is_none() => ids.circuit_id = Some(data.to_vec()),
+                2 if ids.remote_id.is_none() => ids.remote_id = Some(data.to_vec()),
+                _ => {}
+            }
+            rest = &tail[len..];
+        }
+        ids
+    }
+}
+
 /// One change to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseWrite {
@@ -129,6 +157,9 @@ pub enum LeaseWrite {
         /// the server's blocks (a renewal, a borrowed address) and on one
         /// box.
         fence: Option<Fence>,
+        /// Option 82's circuit-id and remote-id of the request, stored
+        /// with the lease for operators' lookups.
+        relay: RelayIds,
     },
     /// A renewal answered from memory (write-behind): `expiry = max(expiry,
     /// new)` on the client's live lease of row version `version` only.
@@ -394,6 +425,30 @@ pub mod batch {
             }
         }
 
+        #[test]
+        fn option82_gives_circuit_and_remote_id() {
+            // circuit "eth0/1", remote 6 bytes, an unknown sub-option 9.
+            let mut v = vec![9, 1, 0xff, 1, 6];
+            v.extend_from_slice(b"eth0/1");
+            v.extend_from_slice(&[2, 6, 2, 0, 0, 0, 0, 7]);
+            let ids = crate::store::RelayIds::from_option82(&v);
+            assert_eq!(ids.circuit_id.as_deref(), Some(&b"eth0/1"[..]));
+            assert_eq!(ids.remote_id.as_deref(), Some(&[2, 0, 0, 0, 0, 7][..]));
+            // A sub-option longer than what is left ends the walk, keeping
+            // what came before.
+            let cut = crate::store::RelayIds::from_option82(&[1, 2, b'a', b'b', 2, 9, 1]);
+            assert_eq!(cut.circuit_id.as_deref(), Some(&b"ab"[..]));
+            assert_eq!(cut.remote_id, None);
+            assert_eq!(
+                crate::store::RelayIds::from_option82(&[]),
+                crate::store::RelayIds::default()
+            );
+            assert_eq!(
+                crate::store::RelayIds::from_option82(&[1]),
+                crate::store::RelayIds::default()
+            );
+        }
+
         fn grant(addr: u8, guard_secs: u32) -> LeaseWrite {
             LeaseWrite::Grant {
                 subnet_id: 1,
@@ -403,6 +458,7 @@ pub mod batch {
                 expiry: 100,
                 guard_secs,
                 fence: None,
+                relay: Default::default(),
             }
         }
 

@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::stats::SyncStats;
 use super::stopped;
 use crate::store::postgres::{FeedCursor, PgStore};
-use crate::store::LeaseRecord;
 
 /// Rows per page of a catch-up read.
 const PAGE: u32 = 1000;
@@ -61,7 +60,7 @@ impl CatchUp {
 pub struct CatchUpTask {
     pub requests: Arc<CatchUp>,
     pub store: PgStore,
-    pub to_plane: mpsc::Sender<Vec<LeaseRecord>>,
+    pub to_plane: mpsc::Sender<super::Synced>,
     pub overlap: u64,
     pub poll_every: Duration,
     pub stats: Arc<SyncStats>,
@@ -124,6 +123,10 @@ impl CatchUpTask {
             cursor = FeedCursor::after(last);
             let full = page.len() == PAGE as usize;
             SyncStats::add(&self.stats.catchup_rows, page.len() as u64);
+            let page = super::Synced {
+                records: page,
+                committed_us: None,
+            };
             if self.to_plane.send(page).await.is_err() {
                 return Ok(false);
             }

@@ -17,6 +17,7 @@
 mod catchup;
 mod origins;
 mod publisher;
+pub use publisher::now_us;
 mod stats;
 mod subscriber;
 pub mod wire;
@@ -57,9 +58,20 @@ pub struct SyncLayer {
     /// Where the committer reports committed batches.
     pub events: Arc<dyn LeaseEvents>,
     /// Records for the control plane to apply.
-    pub records: mpsc::Receiver<Vec<LeaseRecord>>,
+    pub records: mpsc::Receiver<Synced>,
     pub stats: Arc<SyncStats>,
     pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Records for the control plane to apply: a message heard on the channel
+/// or a page read back from PostgreSQL.
+#[derive(Debug)]
+pub struct Synced {
+    pub records: Vec<LeaseRecord>,
+    /// When the origin committed them, µs since the UNIX epoch (heard
+    /// messages only): the sync lag is measured from here to the moment
+    /// the plane has applied them.
+    pub committed_us: Option<u64>,
 }
 
 /// Returns once `shutdown` turns true (or its sender is gone). The guard

@@ -112,6 +112,7 @@ impl LeaseEvents for Publisher {
             epoch: self.epoch,
             seq: *seq,
             sent_us: 0,
+            committed_us: now_us(),
             events,
         };
         if self.tx.try_send(msg).is_err() {
@@ -145,6 +146,7 @@ impl PublisherTask {
                         epoch: self.publisher.epoch,
                         seq: self.heartbeat_seq(),
                         sent_us: 0,
+                        committed_us: 0,
                         events: Vec::new(),
                     }];
                     if self.publish(&mut hb).await {

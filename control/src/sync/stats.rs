@@ -6,8 +6,30 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
-/// Buckets of the sync-lag histogram: bucket `i` counts lags below 2^i µs.
-const LAG_BUCKETS: usize = 32;
+/// Buckets of the sync-lag histogram: one per µs below 8 µs, then four
+/// per power of two (a quantile is read as its bucket's upper bound, at
+/// most 25 % above the true lag), up to 2^33 µs (about 2.4 hours).
+const LAG_BUCKETS: usize = 8 + 4 * 30;
+
+/// The histogram bucket of a lag of `us` microseconds.
+fn lag_bucket(us: u64) -> usize {
+    if us < 8 {
+        return us as usize;
+    }
+    let octave = 63 - us.leading_zeros() as usize; // ≥ 3
+    let quarter = ((us >> (octave - 2)) & 3) as usize;
+    (8 + (octave - 3) * 4 + quarter).min(LAG_BUCKETS - 1)
+}
+
+/// The upper bound (exclusive) of bucket `i`, µs.
+fn lag_bucket_bound(i: usize) -> u64 {
+    if i < 8 {
+        return i as u64 + 1;
+    }
+    let octave = (i - 8) / 4 + 3;
+    let quarter = ((i - 8) % 4) as u64;
+    (5 + quarter) << (octave - 2)
+}
 
 /// Counters of the publisher, the subscriber and the catch-up reads.
 #[derive(Default)]
@@ -35,7 +57,16 @@ pub struct SyncStats {
     pub catchup_errors: AtomicU64,
     /// Event batches the control plane had no room for (caught up instead).
     pub plane_drops: AtomicU64,
-    lag_us: [AtomicU64; LAG_BUCKETS],
+    lag_us: LagHistogram,
+}
+
+/// The sync-lag histogram's counters.
+struct LagHistogram([AtomicU64; LAG_BUCKETS]);
+
+impl Default for LagHistogram {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
 }
 
 /// One reading of [`SyncStats`].
@@ -55,8 +86,9 @@ pub struct SyncSnapshot {
     pub catchup_rows: u64,
     pub catchup_errors: u64,
     pub plane_drops: u64,
-    /// Publish-to-receive lag of event messages from peers, microseconds
-    /// (upper bounds of power-of-two buckets; 0 before any).
+    /// Sync lag of events from peers: from the origin's commit to this
+    /// server's map holding them, microseconds
+    /// (upper bounds of quarter-octave buckets; 0 before any).
     pub lag_us_p50: u64,
     pub lag_us_p99: u64,
     pub lag_samples: u64,
@@ -67,15 +99,14 @@ impl SyncStats {
         c.fetch_add(n, Relaxed);
     }
 
-    /// Records one message's publish-to-receive lag.
+    /// Records one batch's sync lag (origin's commit to this map).
     pub fn lag(&self, us: u64) {
-        let i = (64 - us.leading_zeros() as usize).min(LAG_BUCKETS - 1);
-        self.lag_us[i].fetch_add(1, Relaxed);
+        self.lag_us.0[lag_bucket(us)].fetch_add(1, Relaxed);
     }
 
     pub fn snapshot(&self) -> SyncSnapshot {
         let r = |c: &AtomicU64| c.load(Relaxed);
-        let buckets: Vec<u64> = self.lag_us.iter().map(r).collect();
+        let buckets: Vec<u64> = self.lag_us.0.iter().map(r).collect();
         let samples: u64 = buckets.iter().sum();
         let quantile = |q: f64| {
             if samples == 0 {
@@ -86,10 +117,10 @@ impl SyncStats {
             for (i, b) in buckets.iter().enumerate() {
                 seen += b;
                 if seen >= want {
-                    return 1u64 << i;
+                    return lag_bucket_bound(i);
                 }
             }
-            1u64 << (LAG_BUCKETS - 1)
+            lag_bucket_bound(LAG_BUCKETS - 1)
         };
         SyncSnapshot {
             redis_connected: r(&self.redis_connected) != 0,
@@ -122,13 +153,32 @@ mod tests {
         let s = SyncStats::default();
         assert_eq!(s.snapshot().lag_us_p99, 0);
         for _ in 0..98 {
-            s.lag(300); // below 512
+            s.lag(300); // in [256, 320)
         }
-        s.lag(5_000); // below 8192
-        s.lag(70_000); // below 131072
+        s.lag(5_000); // in [4096, 5120)
+        s.lag(70_000); // in [65536, 81920)
         let snap = s.snapshot();
         assert_eq!(snap.lag_samples, 100);
-        assert_eq!(snap.lag_us_p50, 512);
-        assert_eq!(snap.lag_us_p99, 8192);
+        assert_eq!(snap.lag_us_p50, 320);
+        assert_eq!(snap.lag_us_p99, 5120);
+    }
+
+    #[test]
+    fn every_lag_falls_in_a_bucket_that_bounds_it_within_a_quarter() {
+        for us in (0..5000).chain([1 << 20, (1 << 33) - 1, u64::MAX]) {
+            let i = lag_bucket(us);
+            assert!(i < LAG_BUCKETS);
+            let hi = lag_bucket_bound(i);
+            if i < LAG_BUCKETS - 1 {
+                assert!(us < hi, "{us} µs in bucket {i} below {hi}");
+                let lo = if i == 0 { 0 } else { lag_bucket_bound(i - 1) };
+                assert!(us >= lo, "{us} µs in bucket {i} from {lo}");
+                assert!(hi as f64 <= (us.max(1) as f64) * 1.25 + 1.0, "{us}: {hi}");
+            }
+        }
+        // Buckets are contiguous and increasing.
+        for i in 1..LAG_BUCKETS {
+            assert!(lag_bucket_bound(i) > lag_bucket_bound(i - 1));
+        }
     }
 }

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::catchup::CatchUp;
 use super::origins::{Origins, Verdict, QUIET_AFTER};
-use super::publisher::{now_us, REDIS_TIMEOUT};
+use super::publisher::REDIS_TIMEOUT;
 use super::stats::SyncStats;
 use super::stopped;
 use super::wire::Message;
+use super::Synced;
 use crate::store::LeaseRecord;
 
 /// A quiet origin is forgotten after this long (seconds): a dead server
@@ -33,7 +34,7 @@ pub struct Subscriber {
     pub client: redis::Client,
     pub channel: String,
     pub catchup: Arc<CatchUp>,
-    pub to_plane: mpsc::Sender<Vec<LeaseRecord>>,
+    pub to_plane: mpsc::Sender<Synced>,
     pub stats: Arc<SyncStats>,
     /// The map holds every change before this time (the store's load).
     pub in_step_since: u64,
@@ -145,7 +146,6 @@ impl Subscriber {
         if m.is_heartbeat() {
             return;
         }
-        self.stats.lag(now_us().saturating_sub(m.sent_us));
         SyncStats::add(&self.stats.received_events, m.events.len() as u64);
         let records: Vec<LeaseRecord> = m
             .events
@@ -159,7 +159,11 @@ impl Subscriber {
             );
         }
         let oldest = records.iter().map(|r| r.updated_at).min();
-        if self.to_plane.try_send(records).is_err() {
+        let batch = Synced {
+            records,
+            committed_us: (m.committed_us > 0).then_some(m.committed_us),
+        };
+        if self.to_plane.try_send(batch).is_err() {
             SyncStats::add(&self.stats.plane_drops, 1);
             if let Some(t) = oldest {
                 self.catchup.request(t);

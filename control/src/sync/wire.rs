@@ -25,8 +25,13 @@ pub struct Message {
     /// Per origin and epoch, from 1, one per message with events; a
     /// heartbeat repeats the last one (0 before the first).
     pub seq: u64,
-    /// When it was published, microseconds since the UNIX epoch (sync lag).
+    /// When it was published, microseconds since the UNIX epoch.
     pub sent_us: u64,
+    /// When its batch was committed, microseconds since the UNIX epoch:
+    /// a peer's sync lag runs from here to the moment its map holds the
+    /// events (0: not known, a sender from before this field).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub committed_us: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Event>,
 }
@@ -53,6 +58,10 @@ pub struct Event {
     pub version: u32,
     /// The commit's time, seconds since the UNIX epoch.
     pub at: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Lowercase hex of `b`.
@@ -171,6 +180,7 @@ mod tests {
             expiry: 5_000,
             guard_secs: 60,
             fence: None,
+            relay: Default::default(),
         }
     }
 
@@ -182,6 +192,7 @@ mod tests {
             epoch: 2,
             seq: 9,
             sent_us: 1,
+            committed_us: 0,
             events: vec![e],
         };
         let text = serde_json::to_string(&m).unwrap();

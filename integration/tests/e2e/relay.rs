@@ -158,4 +158,24 @@ fn relayed_exchange_gets_relay_subnet_and_option_82_echoed() {
         .to_string();
     let row = db_row(&tb.db, &y).expect("relayed lease in the lease file");
     assert_eq!((row.1.as_str(), row.3), ("leased", 2));
+    // The relay's circuit-id and remote-id are stored with the lease, for
+    // operators' lookups by the port a subscriber sits behind.
+    let out = std::process::Command::new("sqlite3")
+        .arg("-readonly")
+        .arg(&tb.db)
+        .arg(format!(
+            "SELECT hex(circuit_id), hex(remote_id) FROM leases WHERE address = '{y}'"
+        ))
+        .output()
+        .expect("run sqlite3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{}|{}", hex(CIRCUIT), hex(REMOTE)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02X}")).collect()
 }

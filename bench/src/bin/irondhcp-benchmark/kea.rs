@@ -1,7 +1,7 @@
 //! ISC Kea (kea-dhcp4 from Debian) in the server namespace: multi-threaded,
-//! memfile with persistence on, the same subnet, pool and options as
-//! irondhcp gets, with or without lease caching; and perfdhcp's own rate
-//! search against it.
+//! memfile with persistence on (or PostgreSQL), the same subnet, pool and
+//! options as irondhcp gets, with or without lease caching; and perfdhcp's
+//! own rate search against it.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -31,15 +31,46 @@ impl Drop for Kea {
 /// (Kea 3.0's default; Kea 2.2 supports it but defaults to off).
 pub const CACHE_THRESHOLD: f64 = 0.25;
 
+/// Where Kea keeps its leases.
+#[derive(Debug, Clone)]
+pub enum KeaStore {
+    /// A CSV file in the testbed's directory, persisted.
+    Memfile,
+    /// A PostgreSQL database (made by `kea-admin db-init pgsql`) reached
+    /// over the Unix socket in `socket_dir`.
+    Postgres {
+        socket_dir: std::path::PathBuf,
+        port: u16,
+        name: String,
+    },
+}
+
+impl KeaStore {
+    fn lease_database(&self, dir: &Path) -> Value {
+        match self {
+            KeaStore::Memfile => json!({
+                "type": "memfile", "persist": true, "lfc-interval": 0,
+                "name": dir.join("kea-leases4.csv").display().to_string(),
+            }),
+            // libpq takes a host that starts with '/' as a socket directory.
+            KeaStore::Postgres {
+                socket_dir,
+                port,
+                name,
+            } => json!({
+                "type": "postgresql", "name": name, "user": "postgres",
+                "host": socket_dir.display().to_string(), "port": port,
+            }),
+        }
+    }
+}
+
 /// Kea's config for the testbed: the irondhcp testbed's subnet, pool,
 /// lease times and options; `cache`: lease caching at [`CACHE_THRESHOLD`].
-fn config(iface: &str, dir: &Path, cache: bool) -> Value {
+fn config(iface: &str, dir: &Path, cache: bool, store: &KeaStore) -> Value {
     let mut v = json!({"Dhcp4": {
         "interfaces-config": {"interfaces": [iface], "dhcp-socket-type": "raw"},
-        "lease-database": {
-            "type": "memfile", "persist": true, "lfc-interval": 0,
-            "name": dir.join("kea-leases4.csv").display().to_string(),
-        },
+        "lease-database": store.lease_database(dir),
         "multi-threading": {"enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64},
         "valid-lifetime": 3600, "renew-timer": 1800, "rebind-timer": 3150,
         "authoritative": true,
@@ -66,11 +97,11 @@ fn config(iface: &str, dir: &Path, cache: bool) -> Value {
 /// Starts kea-dhcp4 in the server namespace (on `core` only, if given;
 /// with lease caching if `cache`) and waits until it has bound port 67
 /// (observed with `ss`, not assumed after a sleep).
-pub fn start(tb: &Testbed, core: Option<usize>, cache: bool) -> Result<Kea> {
+pub fn start(tb: &Testbed, core: Option<usize>, cache: bool, store: &KeaStore) -> Result<Kea> {
     let path = tb.dir.join("kea-dhcp4.json");
     std::fs::write(
         &path,
-        serde_json::to_vec_pretty(&config(&tb.srv_if, &tb.dir, cache))?,
+        serde_json::to_vec_pretty(&config(&tb.srv_if, &tb.dir, cache, store))?,
     )?;
     let mut cmd = match core {
         Some(c) => {
@@ -128,7 +159,7 @@ pub fn start(tb: &Testbed, core: Option<usize>, cache: bool) -> Result<Kea> {
 /// perfdhcp's own output comes back too.
 pub fn perfdhcp_trial(args: &Args, rate: f64) -> Result<(Trial, String)> {
     let tb = Testbed::new(&testbed_options())?;
-    let _kea = start(&tb, Some(0), false)?;
+    let _kea = start(&tb, Some(0), false, &KeaStore::Memfile)?;
     tb.client.exec(&[
         "ip",
         "addr",
@@ -296,8 +327,8 @@ mod tests {
     #[test]
     fn the_cached_variant_differs_by_the_threshold_only() {
         let dir = Path::new("/tmp/tb");
-        let mut cached = config("ids1", dir, true);
-        let plain = config("ids1", dir, false);
+        let mut cached = config("ids1", dir, true, &KeaStore::Memfile);
+        let plain = config("ids1", dir, false, &KeaStore::Memfile);
         assert_eq!(cached["Dhcp4"]["cache-threshold"], 0.25);
         assert!(plain["Dhcp4"].get("cache-threshold").is_none());
         assert_eq!(plain["Dhcp4"]["interfaces-config"]["interfaces"][0], "ids1");
@@ -310,5 +341,21 @@ mod tests {
             .unwrap()
             .remove("cache-threshold");
         assert_eq!(cached, plain);
+    }
+
+    #[test]
+    fn on_postgres_kea_reaches_the_database_over_its_socket() {
+        let store = KeaStore::Postgres {
+            socket_dir: "/tmp/pg-1".into(),
+            port: 5433,
+            name: "kea7".into(),
+        };
+        let v = config("ids1", Path::new("/tmp/tb"), false, &store);
+        let db = &v["Dhcp4"]["lease-database"];
+        assert_eq!(db["type"], "postgresql");
+        assert_eq!(db["host"], "/tmp/pg-1");
+        assert_eq!(db["port"], 5433);
+        assert_eq!(db["name"], "kea7");
+        assert!(db.get("persist").is_none());
     }
 }

@@ -26,6 +26,8 @@
 
 mod kea;
 mod memory;
+mod pgreport;
+mod postgres;
 mod report;
 mod search;
 
@@ -60,9 +62,11 @@ pub struct Args {
     #[arg(long)]
     pub render_only: bool,
     /// One trial only, printed as JSON, e.g. `irondhcp:renew:31000`
-    /// (server irondhcp|kea|kea-cache, scenario dora|renew|relay, offered
-    /// rate), or `perfdhcp:relay:6000` (perfdhcp against Kea, as in the
-    /// cross-check): for looking at a single operating point.
+    /// (server irondhcp|kea|kea-cache|irondhcp-pg|kea-pg, scenario
+    /// dora|renew|relay, offered rate), `perfdhcp:relay:6000` (perfdhcp
+    /// against Kea, as in the cross-check), or `cluster3:dora:500` (3
+    /// irondhcp servers on one PostgreSQL, the rate per server): for looking at
+    /// a single operating point.
     #[arg(long)]
     pub trial: Option<String>,
     /// How many times to run the whole side-by-side (rate searches and
@@ -81,16 +85,49 @@ pub struct Args {
     /// Skip the perfdhcp cross-check.
     #[arg(long)]
     pub no_cross_check: bool,
+    /// The cluster's figures instead of the side-by-side: irondhcp and
+    /// Kea on the same PostgreSQL, and 1, 2 and 3 irondhcp servers on one
+    /// (written between their own markers in docs/benchmarks.md).
+    #[arg(long)]
+    pub postgres: bool,
+    /// Offered renewal rate of the PostgreSQL equal-load and 1/2/3-server
+    /// trials.
+    #[arg(long, default_value_t = 500.0)]
+    pub pg_renew_rate: f64,
+    /// Offered DORA rate of the PostgreSQL equal-load and 1/2/3-server
+    /// trials.
+    #[arg(long, default_value_t = 400.0)]
+    pub pg_dora_rate: f64,
+    /// Offered DORA rate per server of the 1/2/3-server trials (the same
+    /// for every cluster size, so a server's batches are the same size and
+    /// only what servers do to each other can change its costs).
+    #[arg(long, default_value_t = 500.0)]
+    pub pg_cluster_dora_rate: f64,
+    /// Offered renewal rate per server of the 1/2/3-server trials.
+    #[arg(long, default_value_t = 2000.0)]
+    pub pg_cluster_renew_rate: f64,
     /// Where the workspace is (docs/ is written there).
     #[arg(long)]
     pub root: Option<PathBuf>,
 }
 
 /// The binaries under test, next to this one.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Bins {
     pub irondhcp: PathBuf,
     pub loadgen: PathBuf,
+    /// The run's PostgreSQL and Redis, for servers on PostgreSQL.
+    pub pg: Option<std::sync::Arc<postgres::PgBench>>,
+}
+
+impl Bins {
+    /// The run's PostgreSQL (started for `--postgres` and for a
+    /// `--trial` of a server on PostgreSQL).
+    pub fn pg(&self) -> Result<&postgres::PgBench> {
+        self.pg
+            .as_deref()
+            .context("no PostgreSQL in this run (use --postgres)")
+    }
 }
 
 fn main() -> ExitCode {
@@ -111,6 +148,7 @@ fn bins() -> Result<Bins> {
     let b = Bins {
         irondhcp: dir.join("irondhcp"),
         loadgen: dir.join("irondhcp-loadgen"),
+        pg: None,
     };
     for p in [&b.irondhcp, &b.loadgen] {
         if !p.is_file() {
@@ -208,7 +246,57 @@ fn side_by_side(bins: &Bins, args: &Args) -> Result<Value> {
     Ok(run)
 }
 
+/// What every results file starts with: when, where, how it was asked for.
+fn run_header(args: &Args) -> Value {
+    eprintln!("== machine: {}", machine());
+    json!({
+        "date": report::utc_now(),
+        "machine": machine(),
+        "command": command_line(),
+        "trial_secs": args.trial_secs,
+        "repeats": args.repeats,
+    })
+}
+
+/// `--postgres`: the cluster's figures, written into docs/benchmarks.md
+/// between their own markers, the raw results into
+/// docs/benchmarks-postgres.json.
+fn run_postgres(args: &Args) -> Result<()> {
+    let root = workspace_root(args);
+    let json_path = root.join("docs/benchmarks-postgres.json");
+    let results = if args.render_only {
+        serde_json::from_slice(&std::fs::read(&json_path)?)?
+    } else {
+        if args.repeats == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        let mut bins = bins()?;
+        bins.pg = Some(std::sync::Arc::new(postgres::PgBench::start()?));
+        let started = std::time::Instant::now();
+        let mut results = run_header(args);
+        results["pg_dora_rate"] = json!(args.pg_dora_rate);
+        results["pg_renew_rate"] = json!(args.pg_renew_rate);
+        let mut runs = Vec::new();
+        for i in 0..args.repeats {
+            eprintln!("== on PostgreSQL, run {} of {}", i + 1, args.repeats);
+            runs.push(postgres::run(&bins, args)?);
+        }
+        results["runs"] = Value::Array(runs);
+        results["elapsed_s"] = json!(started.elapsed().as_secs_f64());
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)?;
+        results
+    };
+    let table = pgreport::render(&results);
+    println!("{table}");
+    pgreport::write(&root, &table)?;
+    eprintln!("== wrote docs/benchmarks.md and docs/benchmarks-postgres.json");
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<()> {
+    if args.postgres {
+        return run_postgres(args);
+    }
     if args.render_only {
         let root = workspace_root(args);
         let raw: Value =
@@ -229,9 +317,25 @@ fn run(args: &Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&t.report)?);
         return Ok(());
     }
-    let bins = bins()?;
+    let mut bins = bins()?;
+    if let Some((n, spec)) = args
+        .trial
+        .as_deref()
+        .and_then(|s| s.strip_prefix("cluster"))
+        .and_then(|s| s.split_once(':'))
+    {
+        let n: usize = n.parse().context("cluster<N>:scenario:rate")?;
+        let (_, scenario, rate) = search::parse_trial(&format!("irondhcp-pg:{spec}"))?;
+        bins.pg = Some(std::sync::Arc::new(postgres::PgBench::start()?));
+        let v = postgres::cluster_trial(&bins, args, n, scenario, rate)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
     if let Some(spec) = &args.trial {
         let (server, scenario, rate) = search::parse_trial(spec)?;
+        if server.on_postgres() {
+            bins.pg = Some(std::sync::Arc::new(postgres::PgBench::start()?));
+        }
         let v = search::trial(&bins, args, server, scenario, rate)?;
         search::log_trial(server.name(), scenario.name(), rate, &search::classify(&v));
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -242,15 +346,7 @@ fn run(args: &Args) -> Result<()> {
     }
     let root = workspace_root(args);
     let started = std::time::Instant::now();
-    eprintln!("== machine: {}", machine());
-
-    let mut results = json!({
-        "date": report::utc_now(),
-        "machine": machine(),
-        "command": command_line(),
-        "trial_secs": args.trial_secs,
-        "repeats": args.repeats,
-    });
+    let mut results = run_header(args);
 
     if !args.memory_only {
         let mut runs = Vec::new();

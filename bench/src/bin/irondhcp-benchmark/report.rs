@@ -9,6 +9,20 @@ use serde_json::Value;
 const BEGIN: &str = "<!-- BEGIN side-by-side (written by cargo xtask bench) -->";
 const END: &str = "<!-- END side-by-side -->";
 
+/// Puts `body` between the `markers` of docs/benchmarks.md, keeping the
+/// rest of the page; without the markers, appends it under `heading`.
+pub fn write_section(root: &Path, markers: (&str, &str), heading: &str, body: &str) -> Result<()> {
+    let (begin, end) = markers;
+    let md = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&md).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let section = format!("{begin}\n{body}\n{end}");
+    let new = match (old.find(begin), old.find(end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{}{}", &old[..a], section, &old[b + end.len()..]),
+        _ => format!("{}\n## {heading}\n\n{section}\n", old.trim_end()),
+    };
+    std::fs::write(&md, new).with_context(|| format!("write {}", md.display()))
+}
+
 pub fn utc_now() -> String {
     let out = std::process::Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -17,7 +31,7 @@ pub fn utc_now() -> String {
         .unwrap_or_default()
 }
 
-fn f(v: &Value) -> f64 {
+pub(crate) fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
@@ -42,14 +56,14 @@ fn cross_check(r: &Value) -> (&Value, &Value) {
 
 /// Median and range of some figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-    n: usize,
+pub(crate) struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
 }
 
-fn spread(mut v: Vec<f64>) -> Option<Spread> {
+pub(crate) fn spread(mut v: Vec<f64>) -> Option<Spread> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -70,7 +84,7 @@ fn spread(mut v: Vec<f64>) -> Option<Spread> {
 }
 
 /// `1234` or, over several runs, `1234 (1100–1300)`; `digits` decimals.
-fn show(s: Option<Spread>, digits: usize, unit: &str) -> String {
+pub(crate) fn show(s: Option<Spread>, digits: usize, unit: &str) -> String {
     match s {
         None => "—".into(),
         Some(s) if s.n == 1 || s.min == s.max => format!("{:.*}{unit}", digits, s.median),
@@ -94,7 +108,7 @@ const SERVERS: [&str; 3] = ["irondhcp", "kea", "kea-cache"];
 
 /// A rate search's figure as a cell: the median over the runs, with `≥`
 /// and the reason when any run's figure was a lower bound.
-fn capacity_cell(runs: &[Value], server: &str, scen: &str) -> String {
+pub(crate) fn capacity_cell(runs: &[Value], server: &str, scen: &str) -> String {
     let searches: Vec<&Value> = runs
         .iter()
         .map(|r| &r[server][scen])
@@ -144,13 +158,13 @@ fn per_run_ratio(
     )
 }
 
-fn lat(report: &Value, exchange: &str, q: &str) -> Option<f64> {
+pub(crate) fn lat(report: &Value, exchange: &str, q: &str) -> Option<f64> {
     report["exchanges"][exchange]["latency_us"][q].as_f64()
 }
 
 /// Whether an equal-load trial did not measure what it says: the
 /// generator fell short, or the server lost 1 % or more.
-fn not_sustained(report: &Value) -> bool {
+pub(crate) fn not_sustained(report: &Value) -> bool {
     report["generator_bound"] == true || f(&report["loss_ratio"]) >= crate::search::MAX_LOSS
 }
 
@@ -442,18 +456,12 @@ fn generator_note(runs: &[Value]) -> String {
 /// Replaces the side-by-side section of docs/benchmarks.md and writes
 /// docs/benchmarks.json.
 pub fn write(root: &Path, table: &str, raw: &Value) -> Result<()> {
-    let md = root.join("docs/benchmarks.md");
-    let old = std::fs::read_to_string(&md).unwrap_or_else(|_| "# Benchmarks\n".into());
-    let section =
-        format!("{BEGIN}\n{table}\nRaw results: [benchmarks.json](benchmarks.json).\n{END}");
-    let new = match (old.find(BEGIN), old.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{}{}", &old[..a], section, &old[b + END.len()..]),
-        _ => format!(
-            "{}\n## irondhcp and Kea side by side\n\n{section}\n",
-            old.trim_end()
-        ),
-    };
-    std::fs::write(&md, new).with_context(|| format!("write {}", md.display()))?;
+    write_section(
+        root,
+        (BEGIN, END),
+        "irondhcp and Kea side by side",
+        &format!("{table}\nRaw results: [benchmarks.json](benchmarks.json)."),
+    )?;
     std::fs::write(
         root.join("docs/benchmarks.json"),
         serde_json::to_vec_pretty(raw)?,

@@ -14,7 +14,8 @@ use anyhow::{bail, Context, Result};
 use irondhcp_testkit::testbed::{Testbed, TestbedOptions, RELAY_IP, SERVER_IP};
 use serde_json::{json, Value};
 
-use crate::{kea, Args, Bins};
+use crate::kea::{self, KeaStore};
+use crate::{Args, Bins};
 
 /// Addresses in the benchmark pool (198.18.1.0 - 198.19.255.254).
 pub const POOL_SIZE: f64 = 130_815.0;
@@ -29,25 +30,38 @@ pub enum Server {
     /// Kea with lease caching (`cache-threshold` 0.25, Kea 3.0's default):
     /// a renewal of a young lease is answered without a database write.
     KeaCache,
+    /// irondhcp on PostgreSQL with Redis sync, as a cluster member runs.
+    IrondhcpPg,
+    /// Kea on PostgreSQL (`kea-admin db-init pgsql`), multi-threaded.
+    KeaPg,
 }
 
 impl Server {
     /// Every server measured, in report order.
     pub const ALL: [Server; 3] = [Server::Irondhcp, Server::Kea, Server::KeaCache];
+    /// The servers of the PostgreSQL side-by-side (`--postgres`).
+    pub const POSTGRES: [Server; 2] = [Server::IrondhcpPg, Server::KeaPg];
+
+    /// Whether it keeps its leases in the run's PostgreSQL.
+    pub fn on_postgres(self) -> bool {
+        matches!(self, Server::IrondhcpPg | Server::KeaPg)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Server::Irondhcp => "irondhcp",
             Server::Kea => "kea",
             Server::KeaCache => "kea-cache",
+            Server::IrondhcpPg => "irondhcp-pg",
+            Server::KeaPg => "kea-pg",
         }
     }
 
     /// Its process name (`/proc/PID/comm`).
     fn comm(self) -> &'static str {
         match self {
-            Server::Irondhcp => "irondhcp",
-            Server::Kea | Server::KeaCache => "kea-dhcp4",
+            Server::Irondhcp | Server::IrondhcpPg => "irondhcp",
+            Server::Kea | Server::KeaCache | Server::KeaPg => "kea-dhcp4",
         }
     }
 }
@@ -77,8 +91,12 @@ pub fn parse_trial(spec: &str) -> Result<(Server, Scenario, f64)> {
     let [server, scenario, rate] = parts.as_slice() else {
         bail!("--trial takes server:scenario:rate, e.g. irondhcp:renew:31000");
     };
-    let Some(server) = Server::ALL.into_iter().find(|s| s.name() == *server) else {
-        bail!("unknown server {server:?} (irondhcp, kea, kea-cache)");
+    let Some(server) = Server::ALL
+        .into_iter()
+        .chain(Server::POSTGRES)
+        .find(|s| s.name() == *server)
+    else {
+        bail!("unknown server {server:?} (irondhcp, kea, kea-cache, irondhcp-pg, kea-pg)");
     };
     let scenario = match *scenario {
         "dora" => Scenario::Dora,
@@ -103,7 +121,9 @@ pub fn testbed_options() -> TestbedOptions {
     }
 }
 
-/// Runs one trial at `rate` and returns the load generator's JSON report.
+/// Runs one trial at `rate` and returns the load generator's JSON report
+/// (for a server on PostgreSQL with PostgreSQL's work over the window
+/// under `"postgres"`).
 pub fn trial(
     bins: &Bins,
     args: &Args,
@@ -111,25 +131,34 @@ pub fn trial(
     scenario: Scenario,
     rate: f64,
 ) -> Result<Value> {
-    let mut tb = Testbed::new(&testbed_options()).context("create the testbed")?;
+    let db = match server.on_postgres() {
+        true => Some(bins.pg()?.database(server == Server::KeaPg)?),
+        false => None,
+    };
+    let mut opts = testbed_options();
+    if let Some(db) = &db {
+        opts.storage_url = Some(db.url());
+        opts.tail = bins.pg()?.cluster_toml();
+    }
+    let mut tb = Testbed::new(&opts).context("create the testbed")?;
+    // The relayed cross-check pins Kea to core 0, as perfdhcp's does.
+    let kea_core = (scenario == Scenario::Relay).then_some(0);
     let _kea = match server {
-        Server::Irondhcp => {
+        Server::Irondhcp | Server::IrondhcpPg => {
             tb.start_daemon(&bins.irondhcp).context("start irondhcp")?;
             None
         }
-        // The relayed cross-check pins Kea to core 0, as perfdhcp's does.
         Server::Kea | Server::KeaCache => {
-            let core = (scenario == Scenario::Relay).then_some(0);
             let cache = server == Server::KeaCache;
-            Some(kea::start(&tb, core, cache).context("start kea-dhcp4")?)
+            Some(kea::start(&tb, kea_core, cache, &KeaStore::Memfile).context("start kea-dhcp4")?)
+        }
+        Server::KeaPg => {
+            let store = db.as_ref().map(|d| d.kea_store()).context("no database")?;
+            Some(kea::start(&tb, kea_core, false, &store).context("start kea-dhcp4")?)
         }
     };
     let pid = server_pid(&tb.server.name, server.comm())?;
-    // A DORA trial must not run out of addresses.
-    let secs = match scenario {
-        Scenario::Dora | Scenario::Relay => args.trial_secs.min(POOL_SIZE * 0.9 / rate),
-        Scenario::Renew => args.trial_secs,
-    };
+    let secs = crate::postgres::load_secs(args, scenario, rate);
     let clients = match scenario {
         Scenario::Dora | Scenario::Relay => ((rate * secs * 1.1) as u64).max(100),
         Scenario::Renew => args.renew_clients,
@@ -147,54 +176,79 @@ pub fn trial(
         ])?;
         cmd.args(["--giaddr", &relay, "--relay-ip", &relay]);
     }
-    // One try per exchange: a lost packet is lost, as perfdhcp counts it;
-    // a retransmission would hide the loss the search is looking for.
-    let out = cmd
-        .args([
-            "--iface",
-            &tb.cli_if,
-            "--server",
-            &SERVER_IP.to_string(),
-            "--scenario",
-            scenario.name(),
-        ])
-        .args([
-            "--tries",
-            "1",
-            "--rate",
-            &format!("{rate:.0}"),
-            "--duration",
-            &format!("{secs:.2}"),
-        ])
-        .args([
-            "--clients",
-            &clients.to_string(),
-            "--warmup-rate",
-            "4000",
-            "--cores",
-            "1",
-            "--server-pid",
-            &pid.to_string(),
-            "--json",
-        ])
-        .output()
-        .context("run irondhcp-loadgen")?;
-    if !out.status.success() {
-        bail!(
-            "irondhcp-loadgen failed ({}): {}\nserver log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            tb.log_text()
-        );
+    loadgen_args(&mut cmd, &tb, scenario, rate, secs, clients, pid);
+    let marks = crate::postgres::marks_in(&tb.dir);
+    let run = |cmd: &mut std::process::Command| -> Result<Value> {
+        let out = cmd.output().context("run irondhcp-loadgen")?;
+        if !out.status.success() {
+            bail!(
+                "irondhcp-loadgen failed ({}): {}\nserver log:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                tb.log_text()
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("parse the load generator's JSON")
+    };
+    match &db {
+        None => run(&mut cmd),
+        Some(db) => {
+            cmd.arg("--window-marks").arg(&marks);
+            let (mut v, window) = db.over_window(&marks, || run(&mut cmd))?;
+            let exchanges = v
+                .pointer("/server_cpu/exchanges")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            v["postgres"] = crate::postgres::per_exchange(window, exchanges);
+            Ok(v)
+        }
     }
-    let v: Value =
-        serde_json::from_slice(&out.stdout).context("parse the load generator's JSON")?;
-    Ok(v)
+}
+
+/// The load generator's arguments for a trial (one try per exchange: a
+/// lost packet is lost, as perfdhcp counts it; a retransmission would
+/// hide the loss the search is looking for).
+pub fn loadgen_args(
+    cmd: &mut std::process::Command,
+    tb: &Testbed,
+    scenario: Scenario,
+    rate: f64,
+    secs: f64,
+    clients: u64,
+    pid: u32,
+) {
+    cmd.args([
+        "--iface",
+        &tb.cli_if,
+        "--server",
+        &SERVER_IP.to_string(),
+        "--scenario",
+        scenario.name(),
+    ])
+    .args([
+        "--tries",
+        "1",
+        "--rate",
+        &format!("{rate:.0}"),
+        "--duration",
+        &format!("{secs:.2}"),
+    ])
+    .args([
+        "--clients",
+        &clients.to_string(),
+        "--warmup-rate",
+        "4000",
+        "--cores",
+        "1",
+        "--server-pid",
+        &pid.to_string(),
+        "--json",
+    ]);
 }
 
 /// The process named `comm` in network namespace `netns` (the server under
 /// test is the only one there).
-fn server_pid(netns: &str, comm: &str) -> Result<u32> {
+pub fn server_pid(netns: &str, comm: &str) -> Result<u32> {
     let out = std::process::Command::new("ip")
         .args(["netns", "pids", netns])
         .output()

@@ -189,6 +189,8 @@ async fn grant_rows(
     let mut keys: Vec<&[u8]> = Vec::with_capacity(idx.len());
     let mut hws: Vec<Option<Vec<u8>>> = Vec::with_capacity(idx.len());
     let mut expiries = Vec::with_capacity(idx.len());
+    let mut circuits: Vec<Option<&[u8]>> = Vec::with_capacity(idx.len());
+    let mut remotes: Vec<Option<&[u8]>> = Vec::with_capacity(idx.len());
     for &i in &idx {
         if let LeaseWrite::Grant {
             subnet_id,
@@ -196,6 +198,7 @@ async fn grant_rows(
             client_key,
             hw_address,
             expiry,
+            relay,
             ..
         } = &writes[i]
         {
@@ -204,16 +207,21 @@ async fn grant_rows(
             keys.push(client_key.as_slice());
             hws.push(hw_address.map(|h| h.to_vec()));
             expiries.push(i64::try_from(*expiry).unwrap_or(i64::MAX));
+            circuits.push(relay.circuit_id.as_deref());
+            remotes.push(relay.remote_id.as_deref());
         }
     }
     let rows = sqlx::query(
         "INSERT INTO leases AS l
-            (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version)
-         SELECT v.subnet_id, v.address, v.client_key, v.hw_address, 'leased', v.expiry, $6, $7, 1
-         FROM UNNEST($1::int8[], $2::int8[], $3::bytea[], $4::bytea[], $5::int8[])
-              AS v(subnet_id, address, client_key, hw_address, expiry)
+            (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version,
+             circuit_id, remote_id)
+         SELECT v.subnet_id, v.address, v.client_key, v.hw_address, 'leased', v.expiry, $6, $7, 1,
+                v.circuit_id, v.remote_id
+         FROM UNNEST($1::int8[], $2::int8[], $3::bytea[], $4::bytea[], $5::int8[], $9::bytea[], $10::bytea[])
+              AS v(subnet_id, address, client_key, hw_address, expiry, circuit_id, remote_id)
          ON CONFLICT (subnet_id, address) DO UPDATE SET
             client_key = EXCLUDED.client_key, hw_address = EXCLUDED.hw_address, state = 'leased',
+            circuit_id = EXCLUDED.circuit_id, remote_id = EXCLUDED.remote_id,
             expiry = GREATEST(EXCLUDED.expiry,
                 CASE WHEN l.client_key = EXCLUDED.client_key AND l.state = 'leased' THEN l.expiry ELSE 0 END),
             allocated_by = EXCLUDED.allocated_by, updated_at = EXCLUDED.updated_at,
@@ -232,6 +240,8 @@ async fn grant_rows(
     .bind(server_id)
     .bind(now)
     .bind(i64::from(guard_secs))
+    .bind(circuits)
+    .bind(remotes)
     .fetch_all(&mut **tx)
     .await?;
     let mut done: HashMap<(u32, Ipv4Addr, Vec<u8>), u32> = HashMap::with_capacity(rows.len());

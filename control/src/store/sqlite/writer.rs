@@ -253,15 +253,16 @@ fn grant_rows(
     out: &mut [WriteOutcome],
 ) -> Result<(), rusqlite::Error> {
     let mut sql = String::from(
-        "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version) VALUES ",
+        "INSERT INTO leases (subnet_id, address, client_key, hw_address, state, expiry, allocated_by, updated_at, version, circuit_id, remote_id) VALUES ",
     );
     sql.push_str(&values_list(
-        "(?, ?, ?, ?, 'leased', ?, ?, ?, 1)",
+        "(?, ?, ?, ?, 'leased', ?, ?, ?, 1, ?, ?)",
         idx.len(),
     ));
     sql.push_str(
         " ON CONFLICT (subnet_id, address) DO UPDATE SET
             client_key = excluded.client_key, hw_address = excluded.hw_address,
+            circuit_id = excluded.circuit_id, remote_id = excluded.remote_id,
             state = 'leased', expiry = MAX(excluded.expiry, CASE WHEN leases.client_key = excluded.client_key AND leases.state = 'leased' THEN leases.expiry ELSE 0 END),
             allocated_by = excluded.allocated_by, updated_at = excluded.updated_at,
             version = leases.version + 1
@@ -271,7 +272,8 @@ fn grant_rows(
              OR (leases.state = 'leased' AND leases.expiry + ? < excluded.updated_at)
           RETURNING subnet_id, address, client_key, version",
     );
-    let mut params: Vec<Value> = Vec::with_capacity(idx.len() * 7);
+    let mut params: Vec<Value> = Vec::with_capacity(idx.len() * 9);
+    let blob = |b: &Option<Vec<u8>>| b.clone().map_or(Value::Null, Value::Blob);
     for &i in idx {
         if let LeaseWrite::Grant {
             subnet_id,
@@ -279,6 +281,7 @@ fn grant_rows(
             client_key,
             hw_address,
             expiry,
+            relay,
             ..
         } = &writes[i]
         {
@@ -290,6 +293,8 @@ fn grant_rows(
                 Value::Integer(*expiry as i64),
                 Value::Text(server_id.to_string()),
                 Value::Integer(now),
+                blob(&relay.circuit_id),
+                blob(&relay.remote_id),
             ]);
         }
     }

@@ -21,13 +21,18 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::net::Ipv4Addr;
+
+use crate::alloc::{LeaseQuery, DEFAULT_PAGE};
 use crate::plane::Query;
 use crate::stats::Stats;
 
-/// A request line.
+/// A request line: Kea's shape, a command and its arguments.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Request {
     pub command: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub arguments: Value,
 }
 
 /// What the management server needs to answer.
@@ -117,7 +122,7 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
         }
         let line = String::from_utf8_lossy(&buf);
         let resp = match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(req) => answer(&req.command, &ctx).await,
+            Ok(req) => answer(&req.command, &req.arguments, &ctx).await,
             Err(e) => json!({"result": 1, "text": format!("bad request: {e}")}),
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_default();
@@ -126,7 +131,7 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
     }
 }
 
-async fn answer(command: &str, ctx: &CtlContext) -> Value {
+async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
     match command {
         "stats" => {
             let (tx, rx) = oneshot::channel();
@@ -172,12 +177,16 @@ async fn answer(command: &str, ctx: &CtlContext) -> Value {
             json!({"result": 0, "drained": on})
         }
         "leases" => {
+            let q = match lease_query(arguments) {
+                Ok(q) => q,
+                Err(e) => return json!({"result": 1, "text": e}),
+            };
             let (tx, rx) = oneshot::channel();
-            if ctx.queries.send(Query::Leases(tx)).await.is_err() {
+            if ctx.queries.send(Query::Leases(q, tx)).await.is_err() {
                 return json!({"result": 1, "text": "control plane is shutting down"});
             }
             match rx.await {
-                Ok(l) => json!({"result": 0, "leases": l}),
+                Ok(page) => json!({"result": 0, "leases": page.leases, "next": page.next}),
                 Err(_) => json!({"result": 1, "text": "control plane is shutting down"}),
             }
         }
@@ -216,12 +225,100 @@ async fn health(ctx: &CtlContext) -> Value {
     })
 }
 
+/// The `leases` command's arguments (every one optional): `subnet`,
+/// `address`, `hw-address` (`aa:bb:cc:dd:ee:ff`), `client-key` (hex, `:`
+/// allowed), `state` (`leased`, `declined`), `after` (an address: the
+/// previous page's `next`), `limit` (1 to 10,000; 1,000 by default).
+fn lease_query(args: &Value) -> Result<LeaseQuery, String> {
+    if !(args.is_null() || args.is_object()) {
+        return Err("arguments must be an object".into());
+    }
+    let text = |k: &str| -> Result<Option<&str>, String> {
+        match &args[k] {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.as_str())),
+            other => Err(format!("{k}: expected a string, got {other}")),
+        }
+    };
+    let addr = |k: &str| -> Result<Option<Ipv4Addr>, String> {
+        text(k)?
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("{k}: {s:?} is not an IPv4 address"))
+            })
+            .transpose()
+    };
+    let hex = |k: &str| -> Result<Option<Vec<u8>>, String> {
+        text(k)?
+            .map(|s| {
+                let digits: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
+                if !digits.len().is_multiple_of(2) {
+                    return Err(format!("{k}: {s:?} is not hex bytes"));
+                }
+                (0..digits.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| format!("{k}: {s:?} is not hex bytes"))
+            })
+            .transpose()
+    };
+    let hw_address = match hex("hw-address")? {
+        None => None,
+        Some(b) => Some(
+            <[u8; 6]>::try_from(b.as_slice())
+                .map_err(|_| "hw-address: expected six bytes, aa:bb:cc:dd:ee:ff".to_string())?,
+        ),
+    };
+    let state = text("state")?.map(str::to_string);
+    if let Some(s) = &state {
+        if s != "leased" && s != "declined" {
+            return Err(format!("state: {s:?} is not leased or declined"));
+        }
+    }
+    let number = |k: &str| -> Result<Option<u64>, String> {
+        match &args[k] {
+            Value::Null => Ok(None),
+            v => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("{k}: expected a whole number, got {v}")),
+        }
+    };
+    let subnet = number("subnet")?
+        .map(|n| u32::try_from(n).map_err(|_| format!("subnet: {n} is too large")))
+        .transpose()?;
+    let limit = match number("limit")? {
+        None => DEFAULT_PAGE,
+        Some(n @ 1..=MAX_PAGE) => n as usize,
+        Some(n) => return Err(format!("limit: {n} is not between 1 and {MAX_PAGE}")),
+    };
+    Ok(LeaseQuery {
+        subnet,
+        address: addr("address")?,
+        hw_address,
+        client_key: hex("client-key")?,
+        state,
+        after: addr("after")?,
+        limit,
+    })
+}
+
+/// The most leases one `leases` answer carries.
+const MAX_PAGE: u64 = 10_000;
+
 /// Sends one command and returns the response (for `irondhcp-ctl` and tests).
 pub async fn query(path: &Path, command: &str) -> std::io::Result<Value> {
+    request(path, command, Value::Null).await
+}
+
+/// Sends one command with its arguments and returns the response.
+pub async fn request(path: &Path, command: &str, arguments: Value) -> std::io::Result<Value> {
     let stream = UnixStream::connect(path).await?;
     let (r, mut w) = stream.into_split();
     let mut req = serde_json::to_vec(&Request {
         command: command.into(),
+        arguments,
     })?;
     req.push(b'\n');
     w.write_all(&req).await?;
@@ -236,7 +333,6 @@ pub async fn query(path: &Path, command: &str) -> std::io::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
 
     fn context() -> (CtlContext, mpsc::Receiver<Query>) {
         let (tx, rx) = mpsc::channel(4);
@@ -255,11 +351,56 @@ mod tests {
 
     /// Health names each local fault, and drain withdraws a healthy
     /// server until undrained.
+    #[test]
+    fn lease_query_arguments_are_checked_and_parsed() {
+        let q = lease_query(&json!({
+            "subnet": 2, "hw-address": "02:00:00:0A:0b:0c", "client-key": "01:02:ff",
+            "state": "declined", "after": "10.0.0.7", "limit": 50, "address": "10.0.0.9"
+        }))
+        .unwrap();
+        assert_eq!(q.subnet, Some(2));
+        assert_eq!(q.hw_address, Some([2, 0, 0, 0x0a, 0x0b, 0x0c]));
+        assert_eq!(q.client_key, Some(vec![1, 2, 0xff]));
+        assert_eq!(q.state.as_deref(), Some("declined"));
+        assert_eq!(q.after, Some(Ipv4Addr::new(10, 0, 0, 7)));
+        assert_eq!(q.address, Some(Ipv4Addr::new(10, 0, 0, 9)));
+        assert_eq!(q.limit, 50);
+        assert_eq!(lease_query(&Value::Null).unwrap(), LeaseQuery::default());
+        for (bad, says) in [
+            (
+                json!({"hw-address": "02:00"}),
+                "hw-address: expected six bytes",
+            ),
+            (
+                json!({"client-key": "0g"}),
+                "client-key: \"0g\" is not hex bytes",
+            ),
+            (
+                json!({"state": "free"}),
+                "state: \"free\" is not leased or declined",
+            ),
+            (
+                json!({"after": "10.0.0"}),
+                "after: \"10.0.0\" is not an IPv4 address",
+            ),
+            (json!({"limit": 0}), "limit: 0 is not between 1 and 10000"),
+            (json!({"limit": "ten"}), "limit: expected a whole number"),
+            (
+                json!({"subnet": 5_000_000_000u64}),
+                "subnet: 5000000000 is too large",
+            ),
+            (json!([1]), "arguments must be an object"),
+        ] {
+            let e = lease_query(&bad).unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
+        }
+    }
+
     #[tokio::test]
     async fn health_names_local_faults_and_drain_toggles_it() {
         let (ctx, mut rx) = context();
         // Nobody answers queries yet: the control plane counts as wedged.
-        let h = answer("health", &ctx).await;
+        let h = answer("health", &Value::Null, &ctx).await;
         assert_eq!(h["healthy"], false);
         let reasons = h["reasons"].to_string();
         assert!(reasons.contains("XDP program detached"), "{reasons}");
@@ -272,13 +413,16 @@ mod tests {
                 }
             }
         });
-        let h = answer("health", &ctx).await;
+        let h = answer("health", &Value::Null, &ctx).await;
         assert!(!h["reasons"].to_string().contains("control plane"), "{h}");
-        assert_eq!(answer("drain", &ctx).await["drained"], true);
-        let h = answer("health", &ctx).await;
+        assert_eq!(answer("drain", &Value::Null, &ctx).await["drained"], true);
+        let h = answer("health", &Value::Null, &ctx).await;
         assert!(h["reasons"].to_string().contains("drained"), "{h}");
-        assert_eq!(answer("undrain", &ctx).await["drained"], false);
-        assert_eq!(answer("health", &ctx).await["drained"], false);
+        assert_eq!(
+            answer("undrain", &Value::Null, &ctx).await["drained"],
+            false
+        );
+        assert_eq!(answer("health", &Value::Null, &ctx).await["drained"], false);
     }
 
     /// The socket is root's only, a hostile line is refused without

@@ -60,20 +60,52 @@ impl Allocator {
 
     /// Live leases (for `irondhcp-ctl leases`), in address order.
     pub fn leases(&self) -> Vec<LeaseInfo> {
-        let hex = |b: &[u8]| {
-            b.iter()
-                .map(|x| format!("{x:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        let mut v: Vec<(Ipv4Addr, LeaseInfo)> = self
+        self.lease_page(&LeaseQuery {
+            limit: usize::MAX,
+            ..LeaseQuery::default()
+        })
+        .leases
+    }
+
+    /// The live leases `q` asks for, in address order, one page at a time:
+    /// at most `q.limit`, after `q.after`; `next` is the cursor of the
+    /// following page (None on the last).
+    pub fn lease_page(&self, q: &LeaseQuery) -> LeasePage {
+        let mut hits: Vec<(Ipv4Addr, usize)> = self
             .owners
             .iter()
             .enumerate()
-            .filter(|(_, o)| matches!(o.state, OwnerState::Leased | OwnerState::Declined))
-            .map(|(i, o)| {
-                let a = self.addr(i as u32);
-                let info = LeaseInfo {
+            .filter(|(_, o)| match o.state {
+                OwnerState::Leased => q.state.as_deref().is_none_or(|s| s == "leased"),
+                OwnerState::Declined => q.state.as_deref().is_none_or(|s| s == "declined"),
+                _ => false,
+            })
+            .map(|(i, _)| (self.addr(i as u32), i))
+            .filter(|&(a, i)| {
+                let o = &self.owners[i];
+                q.after.is_none_or(|after| a > after)
+                    && q.address.is_none_or(|x| x == a)
+                    && q.subnet
+                        .is_none_or(|id| self.subnets[o.subnet as usize].id == id)
+                    && q.hw_address.is_none_or(|hw| o.hw == Some(hw))
+                    && q.client_key
+                        .as_deref()
+                        .is_none_or(|k| o.key.as_slice() == k)
+            })
+            .collect();
+        hits.sort_unstable_by_key(|&(a, _)| a);
+        let more = hits.len() > q.limit;
+        hits.truncate(q.limit);
+        let next = if more {
+            hits.last().map(|&(a, _)| a)
+        } else {
+            None
+        };
+        let leases = hits
+            .into_iter()
+            .map(|(a, i)| {
+                let o = &self.owners[i];
+                LeaseInfo {
                     subnet_id: self.subnets[o.subnet as usize].id,
                     address: a.to_string(),
                     client_key: hex(o.key.as_slice()),
@@ -85,13 +117,60 @@ impl Allocator {
                     }
                     .into(),
                     expiry: o.expiry(),
-                };
-                (a, info)
+                }
             })
             .collect();
-        v.sort_by_key(|(a, _)| *a);
-        v.into_iter().map(|(_, l)| l).collect()
+        LeasePage { leases, next }
     }
+}
+
+/// `aa:bb:cc` lowercase hex.
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Which leases to list (every field that is set must match) and the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseQuery {
+    pub subnet: Option<u32>,
+    pub address: Option<Ipv4Addr>,
+    pub hw_address: Option<[u8; 6]>,
+    /// The client key: option 61 when the client sent one, else its
+    /// hardware type and address (as `client_key` shows it).
+    pub client_key: Option<Vec<u8>>,
+    /// "leased" or "declined".
+    pub state: Option<String>,
+    /// Only addresses after this one (the previous page's `next`).
+    pub after: Option<Ipv4Addr>,
+    pub limit: usize,
+}
+
+impl Default for LeaseQuery {
+    fn default() -> Self {
+        Self {
+            subnet: None,
+            address: None,
+            hw_address: None,
+            client_key: None,
+            state: None,
+            after: None,
+            limit: DEFAULT_PAGE,
+        }
+    }
+}
+
+/// Leases on a page unless asked otherwise.
+pub const DEFAULT_PAGE: usize = 1000;
+
+/// One page of [`Allocator::lease_page`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeasePage {
+    pub leases: Vec<LeaseInfo>,
+    /// The cursor of the next page (pass it as `after`), None on the last.
+    pub next: Option<Ipv4Addr>,
 }
 
 /// One lease as `irondhcp-ctl leases` shows it.

@@ -655,3 +655,70 @@ fn a_cluster_server_allocates_from_its_blocks_with_their_fence_then_borrows() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn lease_pages_filter_and_continue_after_the_cursor() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let now = 1_000;
+    // Five clients, leased in reverse address order.
+    for i in (0..5u8).rev() {
+        let key = [b'k', i];
+        let addr = Ipv4Addr::new(10, 0, 0, 100 + i);
+        assert!(matches!(
+            commit(&mut a, &key, addr, now),
+            AllocDecision::Ack { .. }
+        ));
+    }
+    let page = |q: LeaseQuery| a.lease_page(&q);
+    let first = page(LeaseQuery {
+        limit: 2,
+        ..LeaseQuery::default()
+    });
+    let addrs =
+        |p: &LeasePage| -> Vec<String> { p.leases.iter().map(|l| l.address.clone()).collect() };
+    assert_eq!(addrs(&first), ["10.0.0.100", "10.0.0.101"]);
+    assert_eq!(first.next, Some(Ipv4Addr::new(10, 0, 0, 101)));
+    let second = page(LeaseQuery {
+        limit: 2,
+        after: first.next,
+        ..LeaseQuery::default()
+    });
+    assert_eq!(addrs(&second), ["10.0.0.102", "10.0.0.103"]);
+    let last = page(LeaseQuery {
+        limit: 2,
+        after: second.next,
+        ..LeaseQuery::default()
+    });
+    assert_eq!(addrs(&last), ["10.0.0.104"]);
+    assert_eq!(last.next, None, "the last page has no cursor");
+    // By client key, by address, by subnet, by state.
+    let by_key = page(LeaseQuery {
+        client_key: Some(vec![b'k', 3]),
+        ..LeaseQuery::default()
+    });
+    assert_eq!(addrs(&by_key), ["10.0.0.103"]);
+    let by_addr = page(LeaseQuery {
+        address: Some(Ipv4Addr::new(10, 0, 0, 102)),
+        ..LeaseQuery::default()
+    });
+    assert_eq!(by_addr.leases[0].client_key, "6b:02");
+    assert_eq!(
+        page(LeaseQuery {
+            subnet: Some(8),
+            ..LeaseQuery::default()
+        })
+        .leases
+        .len(),
+        0
+    );
+    assert_eq!(
+        page(LeaseQuery {
+            state: Some("declined".into()),
+            ..LeaseQuery::default()
+        })
+        .leases
+        .len(),
+        0
+    );
+    assert_eq!(a.leases().len(), 5);
+}

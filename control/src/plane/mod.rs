@@ -32,7 +32,7 @@ use irondhcp_fastpath::worker::{Doorbell, WorkerShared};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::alloc::{Allocator, LeaseInfo, OwnedBlock, PoolStats, RequestOutcome};
+use crate::alloc::{Allocator, OwnedBlock, PoolStats, RequestOutcome};
 use crate::clock::ReclaimClock;
 use crate::stats::ControlStats;
 use crate::store::{LeaseStore, LeaseWrite};
@@ -123,7 +123,11 @@ impl FastInput {
 /// A question from the management socket.
 pub enum Query {
     Stats(oneshot::Sender<PlaneStats>),
-    Leases(oneshot::Sender<Vec<LeaseInfo>>),
+    /// One page of the leases a query asks for.
+    Leases(
+        crate::alloc::LeaseQuery,
+        oneshot::Sender<crate::alloc::LeasePage>,
+    ),
 }
 
 /// Control-plane counters and pool statistics.
@@ -423,8 +427,8 @@ impl<S: LeaseStore> Plane<S> {
                 s.counters.write_behind_pending = self.pending.len();
                 let _ = tx.send(s);
             }
-            Query::Leases(tx) => {
-                let _ = tx.send(self.alloc.leases());
+            Query::Leases(q, tx) => {
+                let _ = tx.send(self.alloc.lease_page(&q));
             }
         }
     }

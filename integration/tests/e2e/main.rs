@@ -10,6 +10,7 @@
 mod blocks;
 mod clients;
 mod cluster;
+mod ctl;
 mod lease_safety;
 mod malformed;
 mod perfdhcp;

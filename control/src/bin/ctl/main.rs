@@ -1,5 +1,6 @@
 //! `irondhcp-ctl`: pool statistics and leases of a running irondhcp.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,15 +8,21 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 mod announce;
+mod leases;
 
 #[derive(Parser, Debug)]
 #[command(name = "irondhcp-ctl", version, about = "Talk to a running irondhcp")]
 struct Args {
     /// The daemon's management socket.
-    #[arg(short, long, default_value = "/run/irondhcp/control.sock")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "/run/irondhcp/control.sock"
+    )]
     socket: PathBuf,
-    /// Print the raw JSON response.
-    #[arg(long)]
+    /// Print the raw JSON response (`leases`: one lease per line).
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -25,8 +32,8 @@ struct Args {
 enum Cmd {
     /// Pool statistics and packet counters.
     Stats,
-    /// Live leases.
-    Leases,
+    /// Live leases, filtered, in address order.
+    Leases(leases::LeaseFilter),
     /// Whether this server should be announced (exit 0 healthy, 1 not).
     Health,
     /// Withdraw this server's anycast route (it keeps answering what
@@ -63,7 +70,19 @@ fn main() -> ExitCode {
     };
     let command = match &args.cmd {
         Cmd::Stats => "stats",
-        Cmd::Leases => "leases",
+        Cmd::Leases(filter) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let done = leases::run(&rt, &args.socket, filter, args.json, &mut out)
+                .and_then(|()| out.flush().map_err(leases::Failure::Output));
+            return match done {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(leases::Failure::Output(e)) => output_failed(&e),
+                Err(leases::Failure::Daemon(text)) => {
+                    eprintln!("irondhcp-ctl: {text}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Cmd::Health => "health",
         Cmd::Drain => "drain",
         Cmd::Undrain => "undrain",
@@ -80,7 +99,7 @@ fn main() -> ExitCode {
         Ok(v) => v,
         Err(e) => {
             eprintln!(
-                "irondhcp-ctl: cannot reach irondhcp at {}: {e}",
+                "irondhcp-ctl: cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
                 args.socket.display()
             );
             return ExitCode::FAILURE;
@@ -90,27 +109,11 @@ fn main() -> ExitCode {
         eprintln!("irondhcp-ctl: {}", resp["text"].as_str().unwrap_or("error"));
         return ExitCode::FAILURE;
     }
-    if args.json {
-        println!("{resp}");
-    } else {
-        match command {
-            "stats" => print_stats(&resp),
-            "leases" => print_leases(&resp),
-            "health" => {
-                let reasons: Vec<&str> = resp["reasons"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
-                if reasons.is_empty() {
-                    println!("healthy");
-                } else {
-                    println!("unhealthy: {}", reasons.join(", "));
-                }
-            }
-            _ => println!("drained: {}", resp["drained"]),
-        }
+    // Output goes through one buffered writer; a reader that went away
+    // (`| head`) ends the run quietly, as it does for any Unix tool.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if let Err(e) = print(&mut out, command, &resp, args.json).and_then(|()| out.flush()) {
+        return output_failed(&e);
     }
     if command == "health" && resp["healthy"] != true {
         return ExitCode::from(1);
@@ -118,14 +121,50 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_stats(v: &Value) {
-    println!("server {}", v["server_id"].as_str().unwrap_or("?"));
-    println!(
+/// A write to stdout failed: a reader that went away (`| head`) ends the
+/// run quietly, as for any Unix tool; anything else is one line.
+fn output_failed(e: &io::Error) -> ExitCode {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("irondhcp-ctl: cannot write the output: {e}");
+    ExitCode::FAILURE
+}
+
+/// Writes the answer to `command` for people (or as JSON).
+fn print(out: &mut impl Write, command: &str, resp: &Value, json: bool) -> io::Result<()> {
+    if json {
+        return writeln!(out, "{resp}");
+    }
+    match command {
+        "stats" => print_stats(out, resp),
+        "health" => {
+            let reasons: Vec<&str> = resp["reasons"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if reasons.is_empty() {
+                writeln!(out, "healthy")
+            } else {
+                writeln!(out, "unhealthy: {}", reasons.join(", "))
+            }
+        }
+        _ => writeln!(out, "drained: {}", resp["drained"]),
+    }
+}
+
+fn print_stats(out: &mut impl Write, v: &Value) -> io::Result<()> {
+    writeln!(out, "server {}", v["server_id"].as_str().unwrap_or("?"))?;
+    writeln!(
+        out,
         "{:<6} {:<18} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "id", "subnet", "total", "assigned", "declined", "offered", "free"
-    );
+    )?;
     for p in v["pools"].as_array().into_iter().flatten() {
-        println!(
+        writeln!(
+            out,
             "{:<6} {:<18} {:>8} {:>9} {:>9} {:>8} {:>8}",
             p["subnet_id"].to_string(),
             p["subnet"].as_str().unwrap_or(""),
@@ -134,17 +173,18 @@ fn print_stats(v: &Value) {
             p["declined"].to_string(),
             p["offered"].to_string(),
             p["free"].to_string()
-        );
+        )?;
     }
     let pk = &v["packets"];
-    println!(
+    writeln!(
+        out,
         "packets: rx {} tx {} answered-from-memory {} to-control {} dropped {}",
         pk["rx_frames"],
         pk["tx_frames"],
         pk["answered_from_map"],
         pk["to_control"],
         pk["drops_total"]
-    );
+    )?;
     let list = |o: &Value| {
         let items: Vec<String> = o
             .as_object()
@@ -161,38 +201,21 @@ fn print_stats(v: &Value) {
             items.join(" ")
         }
     };
-    println!("received: {}", list(&pk["received"]));
-    println!("sent: {}", list(&pk["sent"]));
-    println!("drops: {}", list(&pk["drops"]));
+    writeln!(out, "received: {}", list(&pk["received"]))?;
+    writeln!(out, "sent: {}", list(&pk["sent"]))?;
+    writeln!(out, "drops: {}", list(&pk["drops"]))?;
     let c = &v["control"];
-    println!(
+    writeln!(out,
         "control: offers {} acks {} naks {} commits {} pool-exhausted {} store-errors {} write-behind-pending {}",
         c["offers"], c["acks"], c["naks"], c["commits"], c["pool_exhausted"], c["store_errors"], c["write_behind_pending"]
-    );
+    )?;
     if !v["xdp"].is_null() {
         let x = &v["xdp"];
-        println!(
+        writeln!(
+            out,
             "xdp: redirected {} passed {} malformed {} no-socket {}",
             x["redirected"], x["passed"], x["malformed"], x["no_socket"]
-        );
+        )?;
     }
-}
-
-fn print_leases(v: &Value) {
-    println!(
-        "{:<16} {:<6} {:<18} {:<9} {:>12}  client",
-        "address", "subnet", "hw", "state", "expires-in"
-    );
-    let now = irondhcp_fastpath::unix_now() as i64;
-    for l in v["leases"].as_array().into_iter().flatten() {
-        println!(
-            "{:<16} {:<6} {:<18} {:<9} {:>11}s  {}",
-            l["address"].as_str().unwrap_or(""),
-            l["subnet_id"].to_string(),
-            l["hw_address"].as_str().unwrap_or("-"),
-            l["state"].as_str().unwrap_or(""),
-            l["expiry"].as_i64().unwrap_or(0) - now,
-            l["client_key"].as_str().unwrap_or(""),
-        );
-    }
+    Ok(())
 }

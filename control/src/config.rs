@@ -44,6 +44,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(rename = "subnet", default)]
     pub subnets: Vec<SubnetConfig>,
 }
@@ -183,6 +185,64 @@ pub struct ClusterConfig {
     /// for the others (its leases stay valid and renewable anywhere).
     #[serde(default = "default_release_after")]
     pub release_after: u32,
+}
+
+/// `[http]`: the HTTP listener (Prometheus `/metrics`, `/health`, Kea's
+/// control-channel commands). On loopback by default; on any other address
+/// a bearer token is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `address:port`, or `""` for no listener.
+    #[serde(default = "default_http_listen")]
+    pub listen: String,
+    /// Clients must send `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// Kea's control agent's port, on loopback: scripts that talk to Kea's
+/// control channel there keep working.
+fn default_http_listen() -> String {
+    "127.0.0.1:8000".into()
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http_listen(),
+            token: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The address to listen on (None: no listener), checked: a
+    /// non-loopback address needs a token.
+    pub fn address(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        let a: std::net::SocketAddr = self.listen.parse().map_err(|_| {
+            invalid(
+                "http.listen",
+                format!(
+                    "{:?}: use address:port, e.g. 127.0.0.1:8000, or \"\" for none",
+                    self.listen
+                ),
+            )
+        })?;
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("http.token", "an empty token would let anyone in"));
+        }
+        if !a.ip().is_loopback() && self.token.is_none() {
+            return Err(invalid(
+                "http.listen",
+                format!("{a} is not loopback: set http.token, which clients then send as a bearer token"),
+            ));
+        }
+        Ok(Some(a))
+    }
 }
 
 impl Default for ClusterConfig {
@@ -505,6 +565,7 @@ impl Config {
                 ));
             }
         }
+        self.http.address()?;
         let bs = self.cluster.block_size;
         if !(16..=1024).contains(&bs) || !bs.is_power_of_two() {
             return Err(invalid(
@@ -957,6 +1018,30 @@ address = "10.0.0.10"
         let e = err_of(&with("mysql://irondhcp:s3cret@db/irondhcp"));
         assert!(e.starts_with("storage.url: "), "{e}");
         assert!(e.contains("postgres://") && !e.contains("s3cret"), "{e}");
+    }
+
+    #[test]
+    fn the_http_listener_is_loopback_unless_a_token_guards_it() {
+        let base = "[server]\naddress = \"10.0.0.1\"\ninterface = \"x\"\n\
+                    [[subnet]]\nid = 1\ncidr = \"10.0.0.0/24\"\npools = [\"10.0.0.10-10.0.0.20\"]\n";
+        let v = Config::parse(base).unwrap();
+        assert_eq!(
+            v.raw.http.address().unwrap(),
+            Some("127.0.0.1:8000".parse().unwrap())
+        );
+        let off = Config::parse(&format!("{base}[http]\nlisten = \"\"\n")).unwrap();
+        assert_eq!(off.raw.http.address().unwrap(), None);
+        let e = err_of(&format!("{base}[http]\nlisten = \"0.0.0.0:8000\"\n"));
+        assert!(
+            e.starts_with("http.listen: 0.0.0.0:8000 is not loopback"),
+            "{e}"
+        );
+        let ok = format!("{base}[http]\nlisten = \"0.0.0.0:8000\"\ntoken = \"s3cret\"\n");
+        assert!(Config::parse(&ok).is_ok());
+        let e = err_of(&format!("{base}[http]\nlisten = \"localhost\"\n"));
+        assert!(e.starts_with("http.listen: "), "{e}");
+        let e = err_of(&format!("{base}[http]\ntoken = \"\"\n"));
+        assert!(e.starts_with("http.token: "), "{e}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use std::net::Ipv4Addr;
 
-use crate::alloc::{LeaseQuery, DEFAULT_PAGE};
+use crate::alloc::{LeasePage, LeaseQuery, DEFAULT_PAGE};
 use crate::plane::Query;
 use crate::stats::Stats;
 
@@ -49,6 +49,9 @@ pub struct CtlContext {
     /// route is withdrawn, while it keeps answering what still reaches it.
     pub drained: Arc<AtomicBool>,
 }
+
+/// irondhcp's own commands (Kea's are in [`crate::kea_api::COMMANDS`]).
+pub const COMMANDS: [&str; 5] = ["stats", "leases", "health", "drain", "undrain"];
 
 /// How long the control plane may take to answer a health check before
 /// the server counts as unhealthy (a wedged control plane).
@@ -131,36 +134,54 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
     }
 }
 
-async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
+/// Every counter, from the control plane, the workers and the XDP program.
+pub(crate) async fn gather(ctx: &CtlContext) -> Result<Stats, &'static str> {
+    const STOPPING: &str = "control plane is shutting down";
+    let (tx, rx) = oneshot::channel();
+    ctx.queries
+        .send(Query::Stats(tx))
+        .await
+        .map_err(|_| STOPPING)?;
+    let plane = rx.await.map_err(|_| STOPPING)?;
+    let xdp = match ctx.xdp.lock() {
+        Ok(g) => g.as_ref().and_then(|p| p.counters().ok()),
+        Err(_) => None,
+    };
+    Ok(Stats::gather(
+        &ctx.server_id,
+        plane,
+        &ctx.workers,
+        &ctx.leases,
+        xdp,
+        &ctx.cluster,
+    ))
+}
+
+/// One page of leases.
+pub(crate) async fn lease_page(ctx: &CtlContext, q: LeaseQuery) -> Result<LeasePage, &'static str> {
+    const STOPPING: &str = "control plane is shutting down";
+    let (tx, rx) = oneshot::channel();
+    ctx.queries
+        .send(Query::Leases(q, tx))
+        .await
+        .map_err(|_| STOPPING)?;
+    rx.await.map_err(|_| STOPPING)
+}
+
+/// The answer to one command: irondhcp's own, else Kea's
+/// ([`crate::kea_api`]).
+pub(crate) async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
     match command {
-        "stats" => {
-            let (tx, rx) = oneshot::channel();
-            if ctx.queries.send(Query::Stats(tx)).await.is_err() {
-                return json!({"result": 1, "text": "control plane is shutting down"});
-            }
-            let Ok(plane) = rx.await else {
-                return json!({"result": 1, "text": "control plane is shutting down"});
-            };
-            let xdp = match ctx.xdp.lock() {
-                Ok(g) => g.as_ref().and_then(|p| p.counters().ok()),
-                Err(_) => None,
-            };
-            let stats = Stats::gather(
-                &ctx.server_id,
-                plane,
-                &ctx.workers,
-                &ctx.leases,
-                xdp,
-                &ctx.cluster,
-            );
-            match serde_json::to_value(&stats) {
+        "stats" => match gather(ctx).await {
+            Ok(stats) => match serde_json::to_value(&stats) {
                 Ok(Value::Object(mut m)) => {
                     m.insert("result".into(), json!(0));
                     Value::Object(m)
                 }
                 _ => json!({"result": 1, "text": "statistics could not be rendered"}),
-            }
-        }
+            },
+            Err(e) => json!({"result": 1, "text": e}),
+        },
         "health" => health(ctx).await,
         "drain" | "undrain" => {
             let on = command == "drain";
@@ -181,18 +202,12 @@ async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
                 Ok(q) => q,
                 Err(e) => return json!({"result": 1, "text": e}),
             };
-            let (tx, rx) = oneshot::channel();
-            if ctx.queries.send(Query::Leases(q, tx)).await.is_err() {
-                return json!({"result": 1, "text": "control plane is shutting down"});
-            }
-            match rx.await {
+            match lease_page(ctx, q).await {
                 Ok(page) => json!({"result": 0, "leases": page.leases, "next": page.next}),
-                Err(_) => json!({"result": 1, "text": "control plane is shutting down"}),
+                Err(e) => json!({"result": 1, "text": e}),
             }
         }
-        other => {
-            json!({"result": 2, "text": format!("unknown command {other:?}; known: stats, leases, health, drain, undrain")})
-        }
+        other => crate::kea_api::answer(other, arguments, ctx).await,
     }
 }
 
@@ -201,16 +216,20 @@ async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
 /// drained. Only local faults count (docs/decisions.md): a database or
 /// Redis outage is shared by every server and must not withdraw them all.
 /// A dead worker stops the whole daemon, and then nothing answers here.
-async fn health(ctx: &CtlContext) -> Value {
+/// Whether the control plane answers a question within [`HEALTH_TIMEOUT`].
+pub(crate) async fn plane_answers(ctx: &CtlContext) -> bool {
+    let (tx, rx) = oneshot::channel();
+    ctx.queries.try_send(Query::Stats(tx)).is_ok()
+        && matches!(tokio::time::timeout(HEALTH_TIMEOUT, rx).await, Ok(Ok(_)))
+}
+
+pub(crate) async fn health(ctx: &CtlContext) -> Value {
     let mut reasons: Vec<&str> = Vec::new();
     let attached = ctx.xdp.lock().map(|g| g.is_some()).unwrap_or(false);
     if !attached {
         reasons.push("XDP program detached");
     }
-    let (tx, rx) = oneshot::channel();
-    let plane_ok = ctx.queries.try_send(Query::Stats(tx)).is_ok()
-        && matches!(tokio::time::timeout(HEALTH_TIMEOUT, rx).await, Ok(Ok(_)));
-    if !plane_ok {
+    if !plane_answers(ctx).await {
         reasons.push("control plane not answering");
     }
     let drained = ctx.drained.load(Ordering::Relaxed);

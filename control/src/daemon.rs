@@ -51,6 +51,14 @@ pub enum DaemonError {
     },
     #[error("{0} stopped unexpectedly; the daemon stops rather than leave its queue unserved")]
     Died(String),
+    #[error("http.listen {addr}: {source}")]
+    Http {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -194,20 +202,39 @@ pub async fn run(
     };
     let (query_tx, query_rx) = mpsc::channel(16);
     let xdp = Arc::new(Mutex::new(Some(xdp)));
+    let ctl_ctx = CtlContext {
+        queries: query_tx,
+        workers: shared.clone(),
+        xdp: xdp.clone(),
+        leases: leases.clone(),
+        server_id: s.id.clone(),
+        cluster: crate::stats::ClusterStats {
+            sync: sync.as_ref().map(|x| x.0.stats.clone()),
+            blocks: sync.as_ref().map(|x| x.2.clone()),
+        },
+        drained: Default::default(),
+    };
+    // The HTTP listener is bound before serving starts: a port that is
+    // taken stops the daemon with one clear line, not later and silently.
+    let http_task = match cfg.raw.http.address()? {
+        Some(addr) => {
+            let listener = crate::http::bind(addr)
+                .await
+                .map_err(|source| DaemonError::Http { addr, source })?;
+            tracing::info!(%addr, "HTTP listener (/metrics, /health, Kea's commands)");
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                ctl_ctx.clone(),
+                cfg.raw.http.token.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
+    let watchdog_ctx = ctl_ctx.clone();
     let ctl_task = tokio::spawn(ctl::serve(
         PathBuf::from(&s.control_socket),
-        CtlContext {
-            queries: query_tx,
-            workers: shared.clone(),
-            xdp: xdp.clone(),
-            leases: leases.clone(),
-            server_id: s.id.clone(),
-            cluster: crate::stats::ClusterStats {
-                sync: sync.as_ref().map(|x| x.0.stats.clone()),
-                blocks: sync.as_ref().map(|x| x.2.clone()),
-            },
-            drained: Default::default(),
-        },
+        ctl_ctx,
         shutdown.clone(),
     ));
     let plane = Plane::new(
@@ -230,6 +257,18 @@ pub async fn run(
         None => (plane, Vec::new()),
     };
     tracing::info!(queues = ?s.queues, socket = %s.control_socket, "irondhcp serving");
+    // Under systemd (Type=notify): ready now, and a watchdog petted while
+    // the control plane answers.
+    if let Err(e) = crate::notify::notify("READY=1\nSTATUS=serving") {
+        tracing::warn!(error = %e, "systemd not told that irondhcp is ready");
+    }
+    let watchdog_task = crate::notify::watchdog_every().map(|every| {
+        tokio::spawn(crate::notify::watchdog(
+            watchdog_ctx,
+            every,
+            shutdown.clone(),
+        ))
+    });
 
     // The plane runs until shutdown; then it has flushed the write-behind.
     let mut plane_shutdown = shutdown.clone();
@@ -274,6 +313,7 @@ pub async fn run(
         return Err(DaemonError::Died(what));
     }
     tracing::info!("shutting down: detaching XDP, flushing leases");
+    let _ = crate::notify::notify("STOPPING=1");
 
     // 1. Detach: DHCP frames go back to the kernel from now on.
     if let Ok(mut g) = xdp.lock() {
@@ -290,6 +330,12 @@ pub async fn run(
     let _ = plane_stop_tx.send(true);
     let stats = plane_task.await.unwrap_or_default();
     let _ = ctl_task.await;
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    if let Some(t) = watchdog_task {
+        let _ = t.await;
+    }
     for t in membership.into_iter().chain(sync_tasks) {
         let _ = t.await;
     }

@@ -1,8 +1,9 @@
 //! Everything the server counts, gathered once into one typed structure.
 //!
-//! The management socket renders it as JSON today; the HTTP API and
-//! Prometheus `/metrics` will render the same structure, so a counter is
-//! defined, summed and named in one place (docs/decisions.md, 5).
+//! The management socket and the HTTP listener render it as JSON, and
+//! Prometheus `/metrics` (`metrics.rs`) renders the same structure, so a
+//! counter is defined, summed and named in one place (docs/decisions.md,
+//! 5 and 10).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

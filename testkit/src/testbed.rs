@@ -211,6 +211,12 @@ domain_name = "testbed.example"
     /// Starts `irondhcp` (the binary at `bin`) in the server namespace and
     /// waits until its management socket answers.
     pub fn start_daemon(&mut self, bin: &Path) -> io::Result<()> {
+        self.start_daemon_with_env(bin, &[])
+    }
+
+    /// [`Testbed::start_daemon`] with extra environment variables (e.g.
+    /// systemd's `NOTIFY_SOCKET`).
+    pub fn start_daemon_with_env(&mut self, bin: &Path, env: &[(&str, &str)]) -> io::Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -222,6 +228,7 @@ domain_name = "testbed.example"
                 "IRONDHCP_LOG",
                 std::env::var("IRONDHCP_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

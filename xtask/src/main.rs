@@ -8,10 +8,12 @@
 //! * `cargo xtask test` — builds the XDP program and runs the whole suite.
 //!
 //! Other commands: `setup`, `build-ebpf`, `build`, `lint`, `bench`
-//! (irondhcp and Kea side by side, written into docs/benchmarks.md) and
-//! `fuzz` (the cargo-fuzz targets, bounded).
+//! (irondhcp and Kea side by side, written into docs/benchmarks.md),
+//! `fuzz` (the cargo-fuzz targets, bounded) and `deb` (the Debian
+//! package).
 
 mod build_ebpf;
+mod deb;
 mod fuzz;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +38,9 @@ const PACKAGES: &[&str] = &[
     "dhcpcd-base",
     "kea-admin",
     "kea-dhcp4-server",
+    // Kea's example configurations: `irondhcp-ctl import-kea` is tested
+    // on every one.
+    "kea-doc",
     "tcpdump",
     "python3-scapy",
     "sqlite3",
@@ -70,9 +75,22 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("lint") => lint(&root),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
+        Some("deb") => {
+            let bins = match args.get(1).map(String::as_str) {
+                Some("--bin-dir") => PathBuf::from(args.get(2).context("--bin-dir DIR")?),
+                Some(other) => bail!("deb takes [--bin-dir DIR], not {other:?}"),
+                None => {
+                    build(&root)?;
+                    root.join("target/release")
+                }
+            };
+            let deb = deb::build_deb(&root, &bins)?;
+            println!("{}", deb.display());
+            Ok(())
+        }
         _ => {
             eprintln!(
-                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  cluster-demo  three servers behind BGP anycast, one killed (root)\n  faults      the cluster fault suite with its checker (root): [--faults kill,pause,...]\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]"
+                "usage: cargo xtask <command>\n\n  setup       install what this machine lacks (idempotent)\n  build-ebpf  build the XDP program into target/bpf/\n  build       build-ebpf, then the release binaries\n  demo        run the demo testbed (root)\n  cluster-demo  three servers behind BGP anycast, one killed (root)\n  faults      the cluster fault suite with its checker (root): [--faults kill,pause,...]\n  test        run the whole test suite (root)\n  bench       irondhcp vs Kea side by side; writes docs/benchmarks.md (root)\n  lint        cargo fmt --check and clippy -D warnings\n  fuzz        build the fuzz targets, run each bounded: [--seconds N] [--runs N] [TARGET...]\n  deb         build target/deb/irondhcp_<version>_amd64.deb (release binaries): [--bin-dir DIR]"
             );
             bail!("no command given")
         }

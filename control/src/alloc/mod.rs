@@ -45,7 +45,7 @@ mod tests;
 
 pub use blocks::OwnedBlock;
 use owners::{Owner, FREE};
-pub use report::{LeaseInfo, LeasePage, LeaseQuery, PoolStats, DEFAULT_PAGE};
+pub use report::{LeaseInfo, LeasePage, LeaseQuery, PoolStats, RangeStats, DEFAULT_PAGE};
 
 /// Offer, quarantine and reclaim timing.
 #[derive(Debug, Clone, Copy)]

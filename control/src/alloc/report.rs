@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 use super::owners::OwnerState;
 use super::Allocator;
 
-/// Per-subnet counts for `irondhcp-ctl stats`.
+/// Per-subnet counts for `irondhcp-ctl stats`, with the same counts for
+/// each of its pool ranges (`irondhcp-ctl pools`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolStats {
     pub subnet_id: u32,
@@ -16,6 +17,36 @@ pub struct PoolStats {
     pub declined: u64,
     pub offered: u64,
     pub free: u64,
+    pub ranges: Vec<RangeStats>,
+}
+
+/// The counts of one pool range (`first-last`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RangeStats {
+    pub range: String,
+    pub total: u64,
+    pub assigned: u64,
+    pub declined: u64,
+    pub offered: u64,
+    pub free: u64,
+}
+
+/// Adds one address's state to a count (`now`: whether an offer is still
+/// held).
+fn count(
+    state: OwnerState,
+    live_offer: bool,
+    assigned: &mut u64,
+    declined: &mut u64,
+    offered: &mut u64,
+) {
+    match state {
+        OwnerState::Free => {}
+        OwnerState::Leased | OwnerState::Committing => *assigned += 1,
+        OwnerState::Declined => *declined += 1,
+        OwnerState::Offered if live_offer => *offered += 1,
+        OwnerState::Offered => {}
+    }
 }
 
 impl Allocator {
@@ -34,26 +65,54 @@ impl Allocator {
                     subnet_id: s.id,
                     subnet: format!("{}/{}", s.network, s.prefix_len),
                     total: s.pool_size() + outside,
+                    ranges: s
+                        .pools
+                        .iter()
+                        .map(|(f, l)| RangeStats {
+                            range: format!("{f}-{l}"),
+                            total: u64::from(u32::from(*l) - u32::from(*f)) + 1,
+                            ..RangeStats::default()
+                        })
+                        .collect(),
                     ..PoolStats::default()
                 }
             })
             .collect();
-        for o in &self.owners {
+        for (i, o) in self.owners.iter().enumerate() {
+            if o.state == OwnerState::Free {
+                continue;
+            }
             let Some(st) = out.get_mut(o.subnet as usize) else {
                 continue;
             };
-            match o.state {
-                OwnerState::Free => {}
-                OwnerState::Leased | OwnerState::Committing => st.assigned += 1,
-                OwnerState::Declined => st.declined += 1,
-                OwnerState::Offered if o.expiry() > now => st.offered += 1,
-                OwnerState::Offered => {}
+            let live = o.expiry() > now;
+            count(
+                o.state,
+                live,
+                &mut st.assigned,
+                &mut st.declined,
+                &mut st.offered,
+            );
+            let a = self.addr(i as u32);
+            let pools = &self.subnets[o.subnet as usize].pools;
+            if let Some(r) = pools.iter().position(|(f, l)| (*f..=*l).contains(&a)) {
+                let r = &mut st.ranges[r];
+                count(
+                    o.state,
+                    live,
+                    &mut r.assigned,
+                    &mut r.declined,
+                    &mut r.offered,
+                );
             }
         }
         for st in &mut out {
             st.free = st
                 .total
                 .saturating_sub(st.assigned + st.declined + st.offered);
+            for r in &mut st.ranges {
+                r.free = r.total.saturating_sub(r.assigned + r.declined + r.offered);
+            }
         }
         out
     }

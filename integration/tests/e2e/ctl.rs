@@ -67,20 +67,26 @@ fn leases_piped_into_head_ends_quietly() {
     assert!(out.status.success(), "exit status {}", out.status);
 }
 
-/// `irondhcp-ctl leases` with `args`: (exit success, stdout, stderr).
-fn ctl_leases(tb: &Testbed, args: &[&str]) -> (bool, String, String) {
+/// `irondhcp-ctl` with `args` against the testbed's daemon: (exit code,
+/// stdout, stderr).
+fn ctl(tb: &Testbed, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(irondhcp_testkit::bins::ctl())
         .arg("--socket")
         .arg(&tb.socket)
-        .arg("leases")
         .args(args)
         .output()
         .expect("run irondhcp-ctl");
     (
-        out.status.success(),
+        out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `irondhcp-ctl leases` with `args`: (exit success, stdout, stderr).
+fn ctl_leases(tb: &Testbed, args: &[&str]) -> (bool, String, String) {
+    let (code, out, err) = ctl(tb, &[&["leases"], args].concat());
+    (code == 0, out, err)
 }
 
 #[test]
@@ -113,4 +119,56 @@ fn leases_are_filtered_and_fetched_page_by_page() {
     assert!(!ok);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("irondhcp-ctl: hw-address: "), "{err}");
+}
+
+#[test]
+fn pools_show_use_and_page_before_a_pool_runs_dry() {
+    // 2,500 of the pool's 65,279 addresses in use: 3.83 %.
+    let tb = with_leases(2_500);
+    let (code, csv, err) = ctl(&tb, &["pools", "--format", "csv"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        csv.lines().nth(1),
+        Some("1,198.18.0.0/16,198.18.1.0-198.18.255.254,65279,2500,3.83,62779,0,0"),
+        "{csv}"
+    );
+    let (code, table, _) = ctl(&tb, &["pools"]);
+    assert_eq!(code, 0);
+    assert!(table.lines().last().unwrap().starts_with("all"), "{table}");
+    // A monitoring check: one line, the exit code by the thresholds.
+    let (code, line, _) = ctl(&tb, &["pools", "--warning", "3"]);
+    assert_eq!(code, 1, "{line}");
+    assert_eq!(line.lines().count(), 1);
+    assert!(
+        line.starts_with("IRONDHCP POOLS WARNING: subnet 1 198.18.1.0-198.18.255.254 at 3.8 % | "),
+        "{line}"
+    );
+    assert_eq!(
+        ctl(&tb, &["pools", "--warning", "2", "--critical", "3.5"]).0,
+        2
+    );
+    let (code, line, _) = ctl(&tb, &["pools", "--warning", "50", "--critical", "90"]);
+    assert_eq!(code, 0, "{line}");
+    assert!(
+        line.starts_with("IRONDHCP POOLS OK: 1 ranges, fullest 3.8 %"),
+        "{line}"
+    );
+    // No server to ask: UNKNOWN, exit 3, still one line.
+    let out = Command::new(irondhcp_testkit::bins::ctl())
+        .args([
+            "--socket",
+            "/nonexistent/irondhcp.sock",
+            "pools",
+            "--warning",
+            "80",
+        ])
+        .output()
+        .expect("run irondhcp-ctl");
+    assert_eq!(out.status.code(), Some(3));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("IRONDHCP POOLS UNKNOWN: cannot reach irondhcp"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1);
 }

@@ -11,6 +11,7 @@ mod blocks;
 mod clients;
 mod cluster;
 mod ctl;
+mod http;
 mod lease_safety;
 mod malformed;
 mod perfdhcp;
@@ -18,6 +19,7 @@ mod relay;
 mod restart;
 mod shared_store;
 mod sync;
+mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

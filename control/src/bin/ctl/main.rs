@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod announce;
 mod leases;
+mod pools;
 
 #[derive(Parser, Debug)]
 #[command(name = "irondhcp-ctl", version, about = "Talk to a running irondhcp")]
@@ -32,6 +33,22 @@ struct Args {
 enum Cmd {
     /// Pool statistics and packet counters.
     Stats,
+    /// How full each pool range is (dhcpd-pools' columns); with
+    /// --warning/--critical, one monitoring line and exit 0/1/2 (3 when the
+    /// server cannot be asked).
+    Pools(pools::PoolsArgs),
+    /// Turn a kea-dhcp4 configuration into an irondhcp one, naming every
+    /// key that could not be carried over (on stderr).
+    ImportKea {
+        /// The Kea configuration file (kea-dhcp4.conf).
+        file: PathBuf,
+        /// Write the irondhcp configuration here (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The server identifier (Kea takes it from the interface).
+        #[arg(long)]
+        address: Option<std::net::Ipv4Addr>,
+    },
     /// Live leases, filtered, in address order.
     Leases(leases::LeaseFilter),
     /// Whether this server should be announced (exit 0 healthy, 1 not).
@@ -70,6 +87,12 @@ fn main() -> ExitCode {
     };
     let command = match &args.cmd {
         Cmd::Stats => "stats",
+        Cmd::Pools(p) => return run_pools(&rt, &args.socket, p),
+        Cmd::ImportKea {
+            file,
+            output,
+            address,
+        } => return import_kea(file, output.as_deref(), *address),
         Cmd::Leases(filter) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let done = leases::run(&rt, &args.socket, filter, args.json, &mut out)
@@ -119,6 +142,107 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// `irondhcp-ctl import-kea`.
+fn import_kea(
+    file: &std::path::Path,
+    output: Option<&std::path::Path>,
+    address: Option<std::net::Ipv4Addr>,
+) -> ExitCode {
+    use irondhcp_control::kea_import::{import, ImportOptions};
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("irondhcp-ctl: cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let im = match import(
+        &text,
+        &ImportOptions {
+            server_address: address,
+        },
+    ) {
+        Ok(im) => im,
+        Err(e) => {
+            eprintln!("irondhcp-ctl: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for s in &im.skipped {
+        eprintln!("skipped {}: {}", s.path, s.why);
+    }
+    for n in &im.notes {
+        eprintln!("check {n}");
+    }
+    let written = match output {
+        Some(path) => std::fs::write(path, &im.toml),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(im.toml.as_bytes()).and_then(|()| out.flush())
+        }
+    };
+    if let Err(e) = written {
+        return output_failed(&e);
+    }
+    eprintln!(
+        "imported {}: {} key(s) skipped, {} value(s) to check",
+        file.display(),
+        im.skipped.len(),
+        im.notes.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `irondhcp-ctl pools`.
+fn run_pools(
+    rt: &tokio::runtime::Runtime,
+    socket: &std::path::Path,
+    p: &pools::PoolsArgs,
+) -> ExitCode {
+    let check = p.warning.is_some() || p.critical.is_some();
+    let stats = match rt.block_on(irondhcp_control::ctl::query(socket, "stats")) {
+        Ok(v) if v["result"] == 0 => v,
+        Ok(v) => {
+            let text = v["text"].as_str().unwrap_or("error").to_string();
+            return unknown(check, &text);
+        }
+        Err(e) => {
+            return unknown(
+                check,
+                &format!(
+                    "cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
+                    socket.display()
+                ),
+            )
+        }
+    };
+    let rows = pools::rows(&stats);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if check {
+        let (code, line) = pools::status(&rows, p.warning, p.critical);
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            return output_failed(&e);
+        }
+        return ExitCode::from(code);
+    }
+    match pools::write(&mut out, &rows, p.format).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => output_failed(&e),
+    }
+}
+
+/// The server could not be asked: a monitoring check is UNKNOWN (exit 3,
+/// one line on stdout, where Nagios reads it); otherwise one line on stderr.
+fn unknown(check: bool, text: &str) -> ExitCode {
+    if check {
+        println!("IRONDHCP POOLS UNKNOWN: {text}");
+        ExitCode::from(3)
+    } else {
+        eprintln!("irondhcp-ctl: {text}");
+        ExitCode::FAILURE
+    }
 }
 
 /// A write to stdout failed: a reader that went away (`| head`) ends the

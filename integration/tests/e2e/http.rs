@@ -89,7 +89,7 @@ fn metrics_move_as_the_load_says() {
         65_279.0
     );
     // 600 new clients at 200/s: 3 s of load, scraped while it runs.
-    let mut load = tb
+    let load = tb
         .client
         .command(irondhcp_testkit::bins::loadgen())
         .args(["--iface", &tb.cli_if, "--json", "--scenario", "dora"])
@@ -186,12 +186,8 @@ fn kea_commands_are_answered_in_kea_s_shapes() {
         st["arguments"]["result-set"]["rows"][0],
         json!([1, 65279, 3, 3, 0])
     );
-    assert_eq!(
-        post(json!({"command": "status-get"}))["arguments"]["pid"]
-            .as_u64()
-            .is_some(),
-        true
-    );
+    let status = post(json!({"command": "status-get"}));
+    assert!(status["arguments"]["pid"].as_u64().is_some(), "{status}");
     assert_eq!(post(json!({"command": "config-write"}))["result"], 2);
     let (status, _) = http(&tb, loopback(), "POST", "/", None, None);
     assert_eq!(status, 400, "an empty body is a bad request");

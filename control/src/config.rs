@@ -640,26 +640,10 @@ fn parse_cidr(key: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
 }
 
 fn parse_hex(key: &str, s: &str) -> Result<Vec<u8>, ConfigError> {
-    let clean: String = s
-        .chars()
-        .filter(|c| !matches!(c, ':' | '-' | ' '))
-        .collect();
-    if !clean.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(invalid(key, format!("{s:?} is not hex")));
-    }
-    if clean.is_empty() || !clean.len().is_multiple_of(2) {
-        return Err(invalid(
-            key,
-            format!("{s:?} is not an even number of hex digits"),
-        ));
-    }
-    (0..clean.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&clean[i..i + 2], 16)
-                .map_err(|_| invalid(key, format!("{s:?} is not hex")))
-        })
-        .collect()
+    crate::hex::parse(s).map_err(|e| match e {
+        crate::hex::HexError::NotHex => invalid(key, format!("{s:?} is not hex")),
+        _ => invalid(key, format!("{s:?} is not an even number of hex digits")),
+    })
 }
 
 fn validate_subnet(i: usize, sc: &SubnetConfig) -> Result<Subnet, ConfigError> {

@@ -134,15 +134,22 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
     }
 }
 
+/// What a management command gets when the control plane has stopped.
+const STOPPING: &str = "control plane is shutting down";
+
+/// Asks the control plane: `query` wraps the reply channel in the question.
+pub(crate) async fn ask<T>(
+    ctx: &CtlContext,
+    query: impl FnOnce(oneshot::Sender<T>) -> Query,
+) -> Result<T, &'static str> {
+    let (tx, rx) = oneshot::channel();
+    ctx.queries.send(query(tx)).await.map_err(|_| STOPPING)?;
+    rx.await.map_err(|_| STOPPING)
+}
+
 /// Every counter, from the control plane, the workers and the XDP program.
 pub(crate) async fn gather(ctx: &CtlContext) -> Result<Stats, &'static str> {
-    const STOPPING: &str = "control plane is shutting down";
-    let (tx, rx) = oneshot::channel();
-    ctx.queries
-        .send(Query::Stats(tx))
-        .await
-        .map_err(|_| STOPPING)?;
-    let plane = rx.await.map_err(|_| STOPPING)?;
+    let plane = ask(ctx, Query::Stats).await?;
     let xdp = match ctx.xdp.lock() {
         Ok(g) => g.as_ref().and_then(|p| p.counters().ok()),
         Err(_) => None,
@@ -159,13 +166,7 @@ pub(crate) async fn gather(ctx: &CtlContext) -> Result<Stats, &'static str> {
 
 /// One page of leases.
 pub(crate) async fn lease_page(ctx: &CtlContext, q: LeaseQuery) -> Result<LeasePage, &'static str> {
-    const STOPPING: &str = "control plane is shutting down";
-    let (tx, rx) = oneshot::channel();
-    ctx.queries
-        .send(Query::Leases(q, tx))
-        .await
-        .map_err(|_| STOPPING)?;
-    rx.await.map_err(|_| STOPPING)
+    ask(ctx, |tx| Query::Leases(q, tx)).await
 }
 
 /// The answer to one command: irondhcp's own, else Kea's
@@ -269,17 +270,7 @@ fn lease_query(args: &Value) -> Result<LeaseQuery, String> {
     };
     let hex = |k: &str| -> Result<Option<Vec<u8>>, String> {
         text(k)?
-            .map(|s| {
-                let digits: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-                if !digits.len().is_multiple_of(2) {
-                    return Err(format!("{k}: {s:?} is not hex bytes"));
-                }
-                (0..digits.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&digits[i..i + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| format!("{k}: {s:?} is not hex bytes"))
-            })
+            .map(|s| crate::hex::parse(s).map_err(|_| format!("{k}: {s:?} is not hex bytes")))
             .transpose()
     };
     let hw_address = match hex("hw-address")? {

@@ -126,7 +126,9 @@ fn lookup_query(command: &str, args: &Value) -> Result<LeaseQuery, String> {
         }
         "lease4-get-by-hw-address" => {
             let h = text("hw-address")?;
-            let b = hex_bytes(h).ok_or_else(|| format!("'{h}' is not a valid hardware address"))?;
+            let b = crate::hex::parse(h)
+                .ok()
+                .ok_or_else(|| format!("'{h}' is not a valid hardware address"))?;
             q.hw_address = Some(
                 <[u8; 6]>::try_from(b.as_slice())
                     .map_err(|_| format!("'{h}' is not a 6-byte hardware address"))?,
@@ -134,8 +136,11 @@ fn lookup_query(command: &str, args: &Value) -> Result<LeaseQuery, String> {
         }
         _ => {
             let c = text("client-id")?;
-            q.client_key =
-                Some(hex_bytes(c).ok_or_else(|| format!("'{c}' is not a valid client-id"))?);
+            q.client_key = Some(
+                crate::hex::parse(c)
+                    .ok()
+                    .ok_or_else(|| format!("'{c}' is not a valid client-id"))?,
+            );
         }
     }
     if let Some(id) = args.get("subnet-id").and_then(Value::as_u64) {
@@ -164,18 +169,6 @@ fn page_arguments(args: &Value) -> Result<(Option<Ipv4Addr>, usize), String> {
         ));
     }
     Ok((after, limit as usize))
-}
-
-/// `aa:bb:cc`, `aa-bb-cc` or `aabbcc` as bytes.
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    let digits: String = s.chars().filter(|c| *c != ':' && *c != '-').collect();
-    if digits.is_empty() || !digits.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// One lease as Kea renders it.

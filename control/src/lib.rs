@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod hex;
 pub mod http;
 pub mod kea_api;
 pub mod kea_import;

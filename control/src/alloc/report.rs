@@ -167,8 +167,8 @@ impl Allocator {
                 LeaseInfo {
                     subnet_id: self.subnets[o.subnet as usize].id,
                     address: a.to_string(),
-                    client_key: hex(o.key.as_slice()),
-                    hw_address: o.hw.map(|h| hex(&h)),
+                    client_key: crate::hex::colon(o.key.as_slice()),
+                    hw_address: o.hw.map(|h| crate::hex::colon(&h)),
                     state: if o.state == OwnerState::Leased {
                         "leased"
                     } else {
@@ -184,13 +184,6 @@ impl Allocator {
 }
 
 /// `aa:bb:cc` lowercase hex.
-fn hex(b: &[u8]) -> String {
-    b.iter()
-        .map(|x| format!("{x:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 /// Which leases to list (every field that is set must match) and the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseQuery {

@@ -64,29 +64,6 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-/// Lowercase hex of `b`.
-pub fn hex(b: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(DIGITS[usize::from(x >> 4)] as char);
-        s.push(DIGITS[usize::from(x & 15)] as char);
-    }
-    s
-}
-
-/// The bytes of hex text; `None` if it is not hex.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
 impl Event {
     /// The event of a write that took effect with `outcome` at `at`; `None`
     /// when it did not take effect.
@@ -104,7 +81,7 @@ impl Event {
                 *subnet_id,
                 *address,
                 client_key.as_slice(),
-                hw_address.map(|h| hex(&h)),
+                hw_address.map(|h| crate::hex::plain(&h)),
                 RecordState::Leased,
                 *expiry,
             ),
@@ -136,7 +113,7 @@ impl Event {
         Some(Event {
             subnet,
             address,
-            key: hex(key),
+            key: crate::hex::plain(key),
             hw,
             state: state.as_str().to_string(),
             expiry,
@@ -150,13 +127,13 @@ impl Event {
     /// not irondhcp).
     pub fn record(&self, origin: &str) -> Option<LeaseRecord> {
         let hw = match &self.hw {
-            Some(h) => Some(<[u8; 6]>::try_from(unhex(h)?.as_slice()).ok()?),
+            Some(h) => Some(<[u8; 6]>::try_from(crate::hex::parse_plain(h)?.as_slice()).ok()?),
             None => None,
         };
         Some(LeaseRecord {
             subnet_id: self.subnet,
             address: self.address,
-            client_key: unhex(&self.key)?,
+            client_key: crate::hex::parse_plain(&self.key)?,
             hw_address: hw,
             state: RecordState::parse(&self.state)?,
             expiry: self.expiry,
@@ -265,7 +242,7 @@ mod tests {
         e.state = "stolen".into();
         assert!(e.record("a").is_none());
         assert_eq!(
-            unhex(&hex(&[0, 15, 16, 255])).unwrap(),
+            crate::hex::parse_plain(&crate::hex::plain(&[0, 15, 16, 255])).unwrap(),
             vec![0, 15, 16, 255]
         );
     }

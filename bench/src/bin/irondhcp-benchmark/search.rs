@@ -131,15 +131,17 @@ pub fn trial(
     scenario: Scenario,
     rate: f64,
 ) -> Result<Value> {
+    let mut opts = testbed_options();
     let db = match server.on_postgres() {
-        true => Some(bins.pg()?.database(server == Server::KeaPg)?),
+        true => {
+            let pg = bins.pg()?;
+            let db = pg.database(server == Server::KeaPg)?;
+            opts.storage_url = Some(db.url());
+            opts.tail = pg.cluster_toml();
+            Some(db)
+        }
         false => None,
     };
-    let mut opts = testbed_options();
-    if let Some(db) = &db {
-        opts.storage_url = Some(db.url());
-        opts.tail = bins.pg()?.cluster_toml();
-    }
     let mut tb = Testbed::new(&opts).context("create the testbed")?;
     // The relayed cross-check pins Kea to core 0, as perfdhcp's does.
     let kea_core = (scenario == Scenario::Relay).then_some(0);

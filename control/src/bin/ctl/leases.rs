@@ -82,19 +82,7 @@ pub fn run(
     }
     while left > 0 {
         let args = filter.arguments(after.as_deref(), left.min(PAGE));
-        let resp = rt
-            .block_on(irondhcp_control::ctl::request(socket, "leases", args))
-            .map_err(|e| {
-                Failure::Daemon(format!(
-                    "cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
-                    socket.display()
-                ))
-            })?;
-        if resp["result"] != 0 {
-            return Err(Failure::Daemon(
-                resp["text"].as_str().unwrap_or("error").to_string(),
-            ));
-        }
+        let resp = crate::client::call(rt, socket, "leases", args).map_err(Failure::Daemon)?;
         let leases = resp["leases"].as_array().cloned().unwrap_or_default();
         left = left.saturating_sub(leases.len() as u64);
         for l in &leases {

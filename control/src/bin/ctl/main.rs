@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 mod announce;
+mod client;
 mod leases;
 mod pools;
 
@@ -118,20 +119,13 @@ fn main() -> ExitCode {
             return announce::run(&rt, &args.socket, bird_socket, protocol, every);
         }
     };
-    let resp = match rt.block_on(irondhcp_control::ctl::query(&args.socket, command)) {
+    let resp = match client::call(&rt, &args.socket, command, Value::Null) {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!(
-                "irondhcp-ctl: cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
-                args.socket.display()
-            );
+        Err(text) => {
+            eprintln!("irondhcp-ctl: {text}");
             return ExitCode::FAILURE;
         }
     };
-    if resp["result"] != 0 {
-        eprintln!("irondhcp-ctl: {}", resp["text"].as_str().unwrap_or("error"));
-        return ExitCode::FAILURE;
-    }
     // Output goes through one buffered writer; a reader that went away
     // (`| head`) ends the run quietly, as it does for any Unix tool.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -202,21 +196,9 @@ fn run_pools(
     p: &pools::PoolsArgs,
 ) -> ExitCode {
     let check = p.warning.is_some() || p.critical.is_some();
-    let stats = match rt.block_on(irondhcp_control::ctl::query(socket, "stats")) {
-        Ok(v) if v["result"] == 0 => v,
-        Ok(v) => {
-            let text = v["text"].as_str().unwrap_or("error").to_string();
-            return unknown(check, &text);
-        }
-        Err(e) => {
-            return unknown(
-                check,
-                &format!(
-                    "cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
-                    socket.display()
-                ),
-            )
-        }
+    let stats = match client::call(rt, socket, "stats", Value::Null) {
+        Ok(v) => v,
+        Err(text) => return unknown(check, &text),
     };
     let rows = pools::rows(&stats);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

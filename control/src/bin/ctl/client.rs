@@ -1,0 +1,29 @@
+//! One request to the daemon, its failure as one line for the operator:
+//! every subcommand reports an unreachable daemon and a refused command
+//! the same way.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+/// Sends `command` with `arguments` and returns the answer when its
+/// `result` is 0; else the one line that says what went wrong.
+pub fn call(
+    rt: &tokio::runtime::Runtime,
+    socket: &Path,
+    command: &str,
+    arguments: Value,
+) -> Result<Value, String> {
+    let resp = rt
+        .block_on(irondhcp_control::ctl::request(socket, command, arguments))
+        .map_err(|e| {
+            format!(
+                "cannot reach irondhcp at {}: {e} (is it running? --socket names its control socket)",
+                socket.display()
+            )
+        })?;
+    if resp["result"] != 0 {
+        return Err(resp["text"].as_str().unwrap_or("error").to_string());
+    }
+    Ok(resp)
+}

@@ -208,3 +208,9 @@ async fn an_unreachable_database_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn reservations_change_with_their_audit_rows() {
+    let (_pg, s) = fresh("srv").await;
+    contract::reservations_change_with_their_audit_rows(&s).await;
+}

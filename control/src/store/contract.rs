@@ -313,3 +313,85 @@ pub async fn decline_stores_the_quarantine_and_expire_ends_it<S: LeaseStore>(s: 
     let row = s.load().await.unwrap().remove(0);
     assert_eq!((row.state, row.version), (RecordState::Expired, 3));
 }
+
+/// Reservation changes: an add, an update, a conflict refused, a delete,
+/// deleting nothing, each change (and only each change) with its audit
+/// row, newest first, and the version moving with every change.
+pub async fn reservations_change_with_their_audit_rows<S: LeaseStore>(s: &S) {
+    use super::{Identifier, Reservation, ReservationChange, StoreError};
+    let mac = Identifier::HwAddress([2, 0, 0, 0, 0, 7]);
+    let r = |identifier: &Identifier, last: u8| Reservation {
+        subnet_id: 1,
+        identifier: identifier.clone(),
+        address: Ipv4Addr::new(10, 0, 0, last),
+        hostname: Some("printer".into()),
+    };
+    let change = |identifier: &Identifier, after: Option<Reservation>| ReservationChange {
+        subnet_id: 1,
+        identifier: identifier.clone(),
+        after,
+        actor: "uid 0".into(),
+    };
+    assert_eq!(s.reservations_version().await.unwrap(), 0);
+    let before = s
+        .change_reservation(&change(&mac, Some(r(&mac, 50))), 100)
+        .await
+        .unwrap();
+    assert_eq!(before, None, "an add replaces nothing");
+    let v1 = s.reservations_version().await.unwrap();
+    assert!(v1 > 0);
+    let before = s
+        .change_reservation(&change(&mac, Some(r(&mac, 51))), 101)
+        .await
+        .unwrap();
+    assert_eq!(before, Some(r(&mac, 50)), "an update returns the old row");
+    // Another client may not take the address.
+    let other = Identifier::ClientId(vec![0xff, 1, 2]);
+    let refused = s
+        .change_reservation(&change(&other, Some(r(&other, 51))), 102)
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::ReservationConflict(t)) if t.contains("10.0.0.51") && t.contains("02:00:00:00:00:07")),
+        "{refused:?}"
+    );
+    s.change_reservation(&change(&other, Some(r(&other, 52))), 103)
+        .await
+        .unwrap();
+    let all = s.reservations().await.unwrap();
+    assert_eq!(all, vec![r(&mac, 51), r(&other, 52)]);
+    assert_eq!(
+        s.change_reservation(&change(&mac, None), 104)
+            .await
+            .unwrap(),
+        Some(r(&mac, 51))
+    );
+    let v = s.reservations_version().await.unwrap();
+    assert_eq!(
+        s.change_reservation(&change(&mac, None), 105)
+            .await
+            .unwrap(),
+        None,
+        "deleting nothing"
+    );
+    assert_eq!(
+        s.reservations_version().await.unwrap(),
+        v,
+        "and writes no audit row"
+    );
+    assert_eq!(s.reservations().await.unwrap(), vec![r(&other, 52)]);
+    let trail = s.reservation_audit(10).await.unwrap();
+    let actions: Vec<&str> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["delete", "add", "update", "add"],
+        "newest first; the refusal left none"
+    );
+    let del = &trail[0];
+    assert_eq!((del.at, del.actor.as_str()), (104, "uid 0"));
+    assert_eq!(del.identifier, "02:00:00:00:00:07");
+    assert_eq!(del.before.as_ref().unwrap()["ip-address"], "10.0.0.51");
+    assert!(del.after.is_none());
+    assert_eq!(trail[2].before.as_ref().unwrap()["ip-address"], "10.0.0.50");
+    assert_eq!(trail[2].after.as_ref().unwrap()["hostname"], "printer");
+    assert_eq!(s.reservation_audit(1).await.unwrap().len(), 1);
+}

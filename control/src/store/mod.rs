@@ -10,9 +10,11 @@
 pub mod contract;
 mod open;
 pub mod postgres;
+pub mod reservation;
 pub mod sqlite;
 
 pub use open::Store;
+pub use reservation::{AuditEntry, Identifier, Reservation, ReservationChange};
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -44,6 +46,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("lease store holds a malformed row: {0}")]
     BadRow(String),
+    #[error("{0}")]
+    ReservationConflict(String),
+    #[error("this lease store keeps no reservations")]
+    NoReservations,
     #[error("storage URL {0:?}: use sqlite:///path/to/leases.sqlite3 or postgres://user:password@host/database")]
     Unsupported(String),
 }
@@ -545,6 +551,38 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// it is refused. One box's store holds nothing its map lacks.
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// Every reservation made at run time.
+    fn reservations(&self) -> impl Future<Output = Result<Vec<Reservation>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// Writes `change` with its audit row in one transaction and returns
+    /// the reservation it replaced or deleted. Deleting what does not
+    /// exist writes nothing and returns `None`. An address reserved for
+    /// another client of the subnet is a
+    /// [`StoreError::ReservationConflict`].
+    fn change_reservation(
+        &self,
+        _change: &ReservationChange,
+        _now: u64,
+    ) -> impl Future<Output = Result<Option<Reservation>, StoreError>> + Send {
+        async { Err(StoreError::NoReservations) }
+    }
+
+    /// The newest `limit` audit rows, newest first.
+    fn reservation_audit(
+        &self,
+        _limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
+    /// The id of the newest audit row (0 for none): it moves with every
+    /// change of the reservations, whichever server made it.
+    fn reservations_version(&self) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        async { Ok(0) }
     }
 
     /// The stored row of `address` in subnet `subnet_id`, if any.

@@ -7,7 +7,10 @@
 
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
-use super::{LeaseRecord, LeaseStore, LeaseWrite, StoreError, WriteOutcome};
+use super::{
+    AuditEntry, LeaseRecord, LeaseStore, LeaseWrite, Reservation, ReservationChange, StoreError,
+    WriteOutcome,
+};
 
 /// A lease store of any backend.
 pub enum Store {
@@ -64,6 +67,38 @@ impl LeaseStore for Store {
         match self {
             Store::Sqlite(s) => s.is_shared(),
             Store::Postgres(s) => s.is_shared(),
+        }
+    }
+
+    async fn reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reservations().await,
+            Store::Postgres(s) => s.reservations().await,
+        }
+    }
+
+    async fn change_reservation(
+        &self,
+        change: &ReservationChange,
+        now: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.change_reservation(change, now).await,
+            Store::Postgres(s) => s.change_reservation(change, now).await,
+        }
+    }
+
+    async fn reservation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reservation_audit(limit).await,
+            Store::Postgres(s) => s.reservation_audit(limit).await,
+        }
+    }
+
+    async fn reservations_version(&self) -> Result<i64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.reservations_version().await,
+            Store::Postgres(s) => s.reservations_version().await,
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod blocks;
 mod changes;
+mod reservations;
 mod servers;
 mod writes;
 
@@ -23,7 +24,10 @@ use futures_util::TryStreamExt;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
-use super::{LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome};
+use super::{
+    AuditEntry, LeaseRecord, LeaseStore, LeaseWrite, RecordState, Reservation, ReservationChange,
+    StoreError, WriteOutcome,
+};
 
 /// Connections per server: the committer holds one per batch, loads and
 /// queries take the others. Kept small: every server of a cluster opens
@@ -114,6 +118,26 @@ impl LeaseStore for PgStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    async fn reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        reservations::list(&self.pool).await
+    }
+
+    async fn change_reservation(
+        &self,
+        change: &ReservationChange,
+        now: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        reservations::change(&self.pool, change, now).await
+    }
+
+    async fn reservation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        reservations::audit(&self.pool, limit).await
+    }
+
+    async fn reservations_version(&self) -> Result<i64, StoreError> {
+        reservations::version(&self.pool).await
     }
 
     async fn get(

@@ -5,6 +5,7 @@
 //! sqlx creates and migrates the file and reads it; every write goes
 //! through the [`writer`] thread, one transaction per batch.
 
+mod reservations;
 mod writer;
 
 use std::net::Ipv4Addr;
@@ -18,7 +19,10 @@ use sqlx::sqlite::{
 };
 use sqlx::Row;
 
-use super::{LeaseRecord, LeaseStore, LeaseWrite, RecordState, StoreError, WriteOutcome};
+use super::{
+    AuditEntry, LeaseRecord, LeaseStore, LeaseWrite, RecordState, Reservation, ReservationChange,
+    StoreError, WriteOutcome,
+};
 use writer::Writer;
 
 /// A lease store in one SQLite file.
@@ -108,6 +112,26 @@ impl LeaseStore for SqliteStore {
         self.writer.apply(writes, now).await
     }
 
+    async fn reservations(&self) -> Result<Vec<Reservation>, StoreError> {
+        reservations::list(&self.pool).await
+    }
+
+    async fn change_reservation(
+        &self,
+        change: &ReservationChange,
+        now: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        self.writer.reserve(change, now).await
+    }
+
+    async fn reservation_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        reservations::audit(&self.pool, limit).await
+    }
+
+    async fn reservations_version(&self) -> Result<i64, StoreError> {
+        reservations::version(&self.pool).await
+    }
+
     async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
@@ -164,6 +188,12 @@ mod tests {
     async fn takeover_waits_for_the_guard_and_the_quarantine() {
         let (_dir, s) = fresh().await;
         contract::takeover_waits_for_the_guard_and_the_quarantine(&s).await;
+    }
+
+    #[tokio::test]
+    async fn reservations_change_with_their_audit_rows() {
+        let (_dir, s) = fresh().await;
+        contract::reservations_change_with_their_audit_rows(&s).await;
     }
 
     #[tokio::test]

@@ -28,7 +28,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::store::batch::{self, RowChangeKind};
-use crate::store::{ExtendRow, LeaseWrite, StoreError, WriteOutcome};
+use crate::store::{
+    ExtendRow, LeaseWrite, Reservation, ReservationChange, StoreError, WriteOutcome,
+};
 
 /// Rows per multi-row statement, at most: one statement for many leases is
 /// what makes a batch cheap, and 128 rows keep the bound parameters far
@@ -47,6 +49,11 @@ enum Job {
         writes: Vec<LeaseWrite>,
         now: u64,
         done: Reply,
+    },
+    Reserve {
+        change: ReservationChange,
+        now: u64,
+        done: oneshot::Sender<Result<Option<Reservation>, StoreError>>,
     },
     Close(oneshot::Sender<()>),
 }
@@ -118,6 +125,24 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Writes a reservation change with its audit row on the writer
+    /// thread (the file's one writer, so it never contends with a batch).
+    pub async fn reserve(
+        &self,
+        change: &ReservationChange,
+        now: u64,
+    ) -> Result<Option<Reservation>, StoreError> {
+        let (done, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Reserve {
+                change: change.clone(),
+                now,
+                done,
+            })
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
     /// Finishes the batch in hand, closes the connection and ends the
     /// thread; later writes fail with [`StoreError::WriterStopped`].
     pub async fn close(&self) {
@@ -139,6 +164,9 @@ fn run(mut conn: Connection, server_id: &str, jobs: Receiver<Job>) {
             Job::Apply { writes, now, done } => {
                 let result = apply_batch(&mut conn, server_id, &writes, now);
                 let _ = done.send(result.map_err(StoreError::Write));
+            }
+            Job::Reserve { change, now, done } => {
+                let _ = done.send(super::reservations::change(&mut conn, &change, now));
             }
             Job::Close(done) => {
                 if let Err((_, e)) = conn.close() {

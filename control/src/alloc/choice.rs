@@ -109,25 +109,39 @@ impl Allocator {
         }
         let kh = self.hash(si, key);
         let lease_secs = self.subnets[si as usize].lease_time;
+        let reservation = self.reservation_for(si, key, hw);
         // Current lease or pending offer.
         if let Some(slot) = self.client_slot(si, key) {
             let addr = self.addr(slot);
             let lifetime = u64::from(self.timers.offer_lifetime);
+            let moved = reservation.filter(|r| *r != addr);
+            let moved_free = moved.is_some_and(|r| self.available_to(si, key, hw, r, now));
             let o = &mut self.owners[slot as usize];
-            match o.state {
-                OwnerState::Leased | OwnerState::Committing => {
+            match (o.state, moved) {
+                // A reservation made since the lease: offer it. Nobody else
+                // can take a reserved address, so the offer holds none;
+                // the REQUEST gives up the old lease (`grant`).
+                (OwnerState::Leased | OwnerState::Committing, Some(r)) if moved_free => {
+                    return AllocDecision::Offer {
+                        addr: r,
+                        lease_secs,
+                    }
+                }
+                (OwnerState::Offered, Some(_)) => {
+                    self.free(slot);
+                }
+                (OwnerState::Leased | OwnerState::Committing, _) => {
                     return AllocDecision::Offer { addr, lease_secs }
                 }
-                OwnerState::Offered => {
+                (OwnerState::Offered, None) => {
                     o.expiry = secs32(now + lifetime);
                     self.due.push(Reverse((secs32(now + lifetime), slot)));
                     return AllocDecision::Offer { addr, lease_secs };
                 }
-                OwnerState::Declined | OwnerState::Free => {}
+                (OwnerState::Declined | OwnerState::Free, _) => {}
             }
         }
         let mut candidates: Vec<Ipv4Addr> = Vec::with_capacity(3);
-        let reservation = self.reservation_for(si, key, hw);
         if let Some(r) = reservation {
             candidates.push(r);
         }

@@ -71,6 +71,12 @@ impl Allocator {
         let Some(slot) = self.slot(addr) else {
             return unknown;
         };
+        // A client whose reservation names another address moves there:
+        // its renewal is NAKed and its next DISCOVER offered the
+        // reservation (Kea does the same).
+        if self.reservation_for(si, key, hw).is_some_and(|r| r != addr) {
+            return RequestOutcome::Nak;
+        }
         let o = &self.owners[slot as usize];
         let mine = o.key.as_slice() == key && o.subnet == si;
         match o.state {

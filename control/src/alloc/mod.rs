@@ -40,12 +40,14 @@ mod owners;
 mod reclaim;
 mod records;
 mod report;
+mod reservations;
 #[cfg(test)]
 mod tests;
 
 pub use blocks::OwnedBlock;
 use owners::{Owner, FREE};
 pub use report::{LeaseInfo, LeasePage, LeaseQuery, PoolStats, RangeStats, DEFAULT_PAGE};
+pub use reservations::ReserveError;
 
 /// Offer, quarantine and reclaim timing.
 #[derive(Debug, Clone, Copy)]
@@ -93,9 +95,14 @@ pub struct Allocator {
     side_writes: Vec<LeaseWrite>,
     /// Answer NAKs for addresses the server does not know (else silence).
     pub authoritative: bool,
-    /// Key hash → reserved address.
+    /// Key hash → reserved address (the config file's and the runtime
+    /// ones).
     reserved: HashMap<u64, Ipv4Addr>,
     reserved_addrs: HashSet<Ipv4Addr>,
+    /// Key hashes of the config file's reservations.
+    config_reserved: HashSet<u64>,
+    /// The runtime reservations (the store's).
+    runtime_reserved: reservations::Runtime,
     /// (due, slot): when to look at an owner again (lazy: stale entries are
     /// re-pushed or dropped when popped). Seconds fit u32 until 2106.
     due: BinaryHeap<Reverse<(u32, u32)>>,
@@ -171,6 +178,8 @@ impl Allocator {
             regrants: HashMap::new(),
             side_writes: Vec::new(),
             authoritative: true,
+            config_reserved: reserved.keys().copied().collect(),
+            runtime_reserved: HashMap::new(),
             reserved,
             reserved_addrs,
             due: BinaryHeap::new(),

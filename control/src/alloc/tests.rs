@@ -722,3 +722,162 @@ fn lease_pages_filter_and_continue_after_the_cursor() {
     );
     assert_eq!(a.leases().len(), 5);
 }
+
+/// Free pool addresses, and whether the used bits agree with the owners
+/// and reservations (every count a reservation change must keep).
+fn pool_state(a: &Allocator) -> (u64, u64) {
+    let free = a.pool_free(0);
+    let bits: u64 = a.used_bits.iter().map(|w| u64::from(w.count_ones())).sum();
+    (free, bits)
+}
+
+#[test]
+fn runtime_reservation_takes_effect_at_once_and_keeps_counts() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let r = Ipv4Addr::new(10, 0, 0, 105);
+    let (free0, bits0) = pool_state(&a);
+    assert_eq!(a.reserve(7, b"new", r), Ok(None));
+    assert_eq!((a.pool_free(0), pool_state(&a).1), (free0 - 1, bits0 + 1));
+    // Nobody else is offered it; its client is, at once.
+    for i in 0..9u8 {
+        let got = offer_addr(a.discover(0, &[i], None, None, 10));
+        assert_ne!(got, r);
+        commit(&mut a, &[i], got, 10);
+    }
+    assert_eq!(
+        a.discover(0, b"late", None, None, 10),
+        AllocDecision::Ignore,
+        "the pool's other nine are gone"
+    );
+    assert_eq!(offer_addr(a.discover(0, b"new", None, None, 10)), r);
+    assert_eq!(
+        commit(&mut a, b"new", r, 10),
+        AllocDecision::Ack {
+            addr: r,
+            lease_secs: 3600
+        }
+    );
+    // Held by its own client, then unreserved: it becomes a dynamic lease
+    // and the counts come back.
+    assert_eq!(a.unreserve(7, b"new"), Ok(Some(r)));
+    assert_eq!(a.pool_free(0), 0);
+    assert_eq!(a.stats(10)[0].assigned, 10);
+    assert_eq!(a.unreserve(7, b"new"), Ok(None), "nothing left to remove");
+}
+
+#[test]
+fn runtime_reservation_refuses_held_config_and_outside_addresses() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let held = Ipv4Addr::new(10, 0, 0, 109);
+    assert!(matches!(
+        commit(&mut a, b"holder", held, 10),
+        AllocDecision::Ack { .. }
+    ));
+    let e = a.reserve(7, b"new", held).unwrap_err();
+    assert!(
+        matches!(e, ReserveError::AddressHeld { address, .. } if address == held),
+        "{e}"
+    );
+    assert!(e.to_string().contains("irondhcp-ctl lease release"), "{e}");
+    assert_eq!(
+        a.reserve(7, b"new", Ipv4Addr::new(10, 0, 0, 50)),
+        Err(ReserveError::AddressInConfig(Ipv4Addr::new(10, 0, 0, 50)))
+    );
+    assert_eq!(
+        a.reserve(7, b"new", Ipv4Addr::new(10, 0, 0, 20)),
+        Err(ReserveError::OutsidePools(Ipv4Addr::new(10, 0, 0, 20), 7))
+    );
+    let config_client = [1u8, 2, 0, 0, 0, 0, 0xaa];
+    assert_eq!(
+        a.reserve(7, &config_client, Ipv4Addr::new(10, 0, 0, 101)),
+        Err(ReserveError::InConfig(7))
+    );
+    assert_eq!(
+        a.unreserve(7, &config_client),
+        Err(ReserveError::InConfig(7))
+    );
+    assert_eq!(a.reserve(9, b"new", held), Err(ReserveError::NoSubnet(9)));
+    a.reserve(7, b"one", Ipv4Addr::new(10, 0, 0, 101)).unwrap();
+    assert_eq!(
+        a.reserve(7, b"two", Ipv4Addr::new(10, 0, 0, 101)),
+        Err(ReserveError::AddressReserved(Ipv4Addr::new(10, 0, 0, 101)))
+    );
+}
+
+#[test]
+fn a_client_reserved_elsewhere_leaves_the_map_and_is_moved() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let old = offer_addr(a.discover(0, b"mover", None, None, 10));
+    commit(&mut a, b"mover", old, 10);
+    assert!(a.leases.get(old).is_some());
+    let want = if old == Ipv4Addr::new(10, 0, 0, 109) {
+        Ipv4Addr::new(10, 0, 0, 100)
+    } else {
+        Ipv4Addr::new(10, 0, 0, 109)
+    };
+    assert_eq!(a.reserve(7, b"mover", want), Ok(None));
+    assert!(
+        a.leases.get(old).is_none(),
+        "the fast path no longer renews the old lease"
+    );
+    assert_eq!(
+        a.renew(0, b"mover", None, Some(old), 20),
+        RequestOutcome::Nak
+    );
+    assert_eq!(offer_addr(a.discover(0, b"mover", None, None, 21)), want);
+    assert_eq!(
+        commit(&mut a, b"mover", want, 21),
+        AllocDecision::Ack {
+            addr: want,
+            lease_secs: 3600
+        }
+    );
+    assert!(a.owner(old).is_none(), "the old address is given up");
+    // Moving the reservation frees the first address for others.
+    let next = if want == Ipv4Addr::new(10, 0, 0, 109) {
+        Ipv4Addr::new(10, 0, 0, 108)
+    } else {
+        Ipv4Addr::new(10, 0, 0, 101)
+    };
+    let free = a.pool_free(0);
+    assert_eq!(a.reserve(7, b"mover", next), Ok(Some(want)));
+    assert_eq!(
+        a.pool_free(0),
+        free - 1,
+        "the lease on the old reservation now counts as taken, and the new one is reserved"
+    );
+}
+
+#[test]
+fn runtime_reservations_follow_the_store_set() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let (free0, bits0) = pool_state(&a);
+    a.reserve(7, b"a", Ipv4Addr::new(10, 0, 0, 101)).unwrap();
+    a.reserve(7, b"b", Ipv4Addr::new(10, 0, 0, 102)).unwrap();
+    let held = Ipv4Addr::new(10, 0, 0, 109);
+    assert!(matches!(
+        commit(&mut a, b"holder", held, 10),
+        AllocDecision::Ack { .. }
+    ));
+    // Another server's changes: b moved, a gone, c added, d conflicting.
+    let refused = a.set_runtime_reservations(&[
+        (7, b"b".to_vec(), Ipv4Addr::new(10, 0, 0, 103)),
+        (7, b"c".to_vec(), Ipv4Addr::new(10, 0, 0, 104)),
+        (7, b"d".to_vec(), held),
+    ]);
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].1, held);
+    let mut now: Vec<_> = a.runtime_reservations().into_iter().map(|r| r.2).collect();
+    now.sort();
+    assert_eq!(
+        now,
+        [Ipv4Addr::new(10, 0, 0, 103), Ipv4Addr::new(10, 0, 0, 104)]
+    );
+    a.set_runtime_reservations(&[]);
+    assert!(a.runtime_reservations().is_empty());
+    assert_eq!(
+        pool_state(&a),
+        (free0 - 1, bits0 + 1),
+        "only the holder's lease is left"
+    );
+}

@@ -48,6 +48,8 @@ pub struct CtlContext {
     /// Set by `drain`: the server reports itself unhealthy, so its anycast
     /// route is withdrawn, while it keeps answering what still reaches it.
     pub drained: Arc<AtomicBool>,
+    /// Reservation changes (`None` in tests without a store).
+    pub reservations: Option<Arc<crate::reservations::Reservations>>,
 }
 
 /// irondhcp's own commands (Kea's are in [`crate::kea_api::COMMANDS`]).
@@ -101,6 +103,10 @@ const MAX_SESSIONS: usize = 16;
 const MAX_LINE: u64 = 64 * 1024;
 
 async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
+    let actor = match stream.peer_cred() {
+        Ok(c) => actor_of_uid(c.uid()),
+        Err(_) => "an unknown user of the control socket".to_string(),
+    };
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
@@ -125,7 +131,7 @@ async fn session(stream: UnixStream, ctx: CtlContext) -> std::io::Result<()> {
         }
         let line = String::from_utf8_lossy(&buf);
         let resp = match serde_json::from_str::<Request>(line.trim_end()) {
-            Ok(req) => answer(&req.command, &req.arguments, &ctx).await,
+            Ok(req) => answer(&req.command, &req.arguments, &ctx, &actor).await,
             Err(e) => json!({"result": 1, "text": format!("bad request: {e}")}),
         };
         let mut out = serde_json::to_vec(&resp).unwrap_or_default();
@@ -145,6 +151,22 @@ pub(crate) async fn ask<T>(
     let (tx, rx) = oneshot::channel();
     ctx.queries.send(query(tx)).await.map_err(|_| STOPPING)?;
     rx.await.map_err(|_| STOPPING)
+}
+
+/// Who is on the other end of the control socket, for the audit trail:
+/// the user's name (from /etc/passwd) and uid.
+fn actor_of_uid(uid: u32) -> String {
+    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
+        p.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid.to_string()).then(|| name.to_string())
+        })
+    });
+    match name {
+        Some(n) => format!("{n} (uid {uid}) on the control socket"),
+        None => format!("uid {uid} on the control socket"),
+    }
 }
 
 /// Every counter, from the control plane, the workers and the XDP program.
@@ -171,7 +193,12 @@ pub(crate) async fn lease_page(ctx: &CtlContext, q: LeaseQuery) -> Result<LeaseP
 
 /// The answer to one command: irondhcp's own, else Kea's
 /// ([`crate::kea_api`]).
-pub(crate) async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -> Value {
+pub(crate) async fn answer(
+    command: &str,
+    arguments: &Value,
+    ctx: &CtlContext,
+    actor: &str,
+) -> Value {
     match command {
         "stats" => match gather(ctx).await {
             Ok(stats) => match serde_json::to_value(&stats) {
@@ -208,7 +235,7 @@ pub(crate) async fn answer(command: &str, arguments: &Value, ctx: &CtlContext) -
                 Err(e) => json!({"result": 1, "text": e}),
             }
         }
-        other => crate::kea_api::answer(other, arguments, ctx).await,
+        other => crate::kea_api::answer(other, arguments, ctx, actor).await,
     }
 }
 
@@ -355,6 +382,7 @@ mod tests {
             server_id: "t".into(),
             cluster: Default::default(),
             drained: Default::default(),
+            reservations: None,
         };
         (ctx, rx)
     }
@@ -410,7 +438,7 @@ mod tests {
     async fn health_names_local_faults_and_drain_toggles_it() {
         let (ctx, mut rx) = context();
         // Nobody answers queries yet: the control plane counts as wedged.
-        let h = answer("health", &Value::Null, &ctx).await;
+        let h = answer("health", &Value::Null, &ctx, "test").await;
         assert_eq!(h["healthy"], false);
         let reasons = h["reasons"].to_string();
         assert!(reasons.contains("XDP program detached"), "{reasons}");
@@ -423,16 +451,22 @@ mod tests {
                 }
             }
         });
-        let h = answer("health", &Value::Null, &ctx).await;
+        let h = answer("health", &Value::Null, &ctx, "test").await;
         assert!(!h["reasons"].to_string().contains("control plane"), "{h}");
-        assert_eq!(answer("drain", &Value::Null, &ctx).await["drained"], true);
-        let h = answer("health", &Value::Null, &ctx).await;
+        assert_eq!(
+            answer("drain", &Value::Null, &ctx, "test").await["drained"],
+            true
+        );
+        let h = answer("health", &Value::Null, &ctx, "test").await;
         assert!(h["reasons"].to_string().contains("drained"), "{h}");
         assert_eq!(
-            answer("undrain", &Value::Null, &ctx).await["drained"],
+            answer("undrain", &Value::Null, &ctx, "test").await["drained"],
             false
         );
-        assert_eq!(answer("health", &Value::Null, &ctx).await["drained"], false);
+        assert_eq!(
+            answer("health", &Value::Null, &ctx, "test").await["drained"],
+            false
+        );
     }
 
     /// The socket is root's only, a hostile line is refused without

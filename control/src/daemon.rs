@@ -105,6 +105,18 @@ pub async fn run(
         })
         .await?;
     tracing::info!(stored, live, url = %crate::store::postgres::redacted(&cfg.raw.storage.url), "lease store loaded");
+    // Reservations after the leases: a client that holds another address
+    // then leaves the fast path's map and is moved at its next renewal.
+    let stored_reservations = store.reservations().await?;
+    let refused =
+        alloc.set_runtime_reservations(&crate::reservations::as_keys(&stored_reservations));
+    for (subnet_id, address, why) in &refused {
+        tracing::warn!(subnet_id, %address, error = %why, "stored reservation not applied");
+    }
+    tracing::info!(
+        reservations = stored_reservations.len() - refused.len(),
+        "stored reservations applied"
+    );
 
     let mac = crate::netif::mac_of(&s.interface).map_err(|source| DaemonError::Interface {
         iface: s.interface.clone(),
@@ -169,7 +181,7 @@ pub async fn run(
     };
     // In a cluster: register (a new boot epoch), then start the sync that
     // keeps this map in step with the other servers' commits.
-    let (membership, sync) = match &*store {
+    let (mut membership, sync) = match &*store {
         Store::Postgres(pg) => {
             let epoch = pg
                 .register(&s.address.to_string(), irondhcp_fastpath::unix_now())
@@ -203,7 +215,7 @@ pub async fn run(
     let (query_tx, query_rx) = mpsc::channel(16);
     let xdp = Arc::new(Mutex::new(Some(xdp)));
     let ctl_ctx = CtlContext {
-        queries: query_tx,
+        queries: query_tx.clone(),
         workers: shared.clone(),
         xdp: xdp.clone(),
         leases: leases.clone(),
@@ -213,7 +225,22 @@ pub async fn run(
             blocks: sync.as_ref().map(|x| x.2.clone()),
         },
         drained: Default::default(),
+        reservations: Some(Arc::new(crate::reservations::Reservations::new(
+            store.clone(),
+            query_tx.clone(),
+            crate::reservations::from_config(&cfg),
+        ))),
     };
+    // In a cluster, reservations other servers change are followed from
+    // the store.
+    if store.is_shared() {
+        membership.push(tokio::spawn(crate::reservations::follow(
+            store.clone(),
+            query_tx.clone(),
+            Duration::from_millis(cfg.raw.cluster.poll_interval_ms),
+            shutdown.clone(),
+        )));
+    }
     // The HTTP listener is bound before serving starts: a port that is
     // taken stops the daemon with one clear line, not later and silently.
     let http_task = match cfg.raw.http.address()? {

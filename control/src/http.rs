@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,11 +52,14 @@ pub async fn serve(
         .route("/", post(command))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|v| *v).await;
-        })
-        .await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|v| *v).await;
+    })
+    .await
 }
 
 /// Whether the request may in: no token configured, or the right one.
@@ -114,7 +117,12 @@ async fn health(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     (code, axum::Json(h)).into_response()
 }
 
-async fn command(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn command(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !allowed(&s, &headers) {
         return unauthorized();
     }
@@ -133,7 +141,10 @@ async fn command(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
     // service.
     let listed = raw.get("service").is_some();
     let answer = match serde_json::from_value::<Request>(raw) {
-        Ok(req) => ctl::answer(&req.command, &req.arguments, &s.ctx).await,
+        Ok(req) => {
+            let actor = format!("{peer} over HTTP");
+            ctl::answer(&req.command, &req.arguments, &s.ctx, &actor).await
+        }
         Err(e) => json!({"result": 1, "text": format!("bad request: {e}")}),
     };
     let body = if listed { json!([answer]) } else { answer };

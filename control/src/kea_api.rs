@@ -16,8 +16,9 @@ use serde_json::{json, Map, Value};
 use crate::alloc::{LeaseInfo, LeaseQuery};
 use crate::ctl::{gather, lease_page, CtlContext};
 
-/// The Kea commands answered here.
-pub const COMMANDS: [&str; 8] = [
+/// The Kea commands answered here (the host commands are in
+/// [`crate::kea_hosts::COMMANDS`]).
+pub const COMMANDS: [&str; 10] = [
     "list-commands",
     "status-get",
     "statistic-get-all",
@@ -26,6 +27,8 @@ pub const COMMANDS: [&str; 8] = [
     "lease4-get-by-hw-address",
     "lease4-get-by-client-id",
     "lease4-get-page",
+    "lease4-del",
+    "lease4-wipe",
 ];
 
 /// The most leases one `lease4-get-page` returns (Kea has no limit; a page
@@ -36,12 +39,14 @@ fn error(text: impl Into<String>) -> Value {
     json!({"result": 1, "text": text.into()})
 }
 
-/// Answers Kea command `command`.
-pub async fn answer(command: &str, args: &Value, ctx: &CtlContext) -> Value {
+/// Answers Kea command `command` for `actor` (who asked, for the audit
+/// trail of the changes it makes).
+pub async fn answer(command: &str, args: &Value, ctx: &CtlContext, actor: &str) -> Value {
     match command {
         "list-commands" => {
             let mut all: Vec<&str> = crate::ctl::COMMANDS.to_vec();
             all.extend(COMMANDS);
+            all.extend(crate::kea_hosts::COMMANDS);
             json!({"result": 0, "arguments": all})
         }
         "status-get" => json!({"result": 0, "arguments": {
@@ -100,8 +105,73 @@ pub async fn answer(command: &str, args: &Value, ctx: &CtlContext) -> Value {
                 "arguments": {"leases": leases, "count": n},
             })
         }
+        "lease4-del" => {
+            let Some(a) = args["ip-address"].as_str() else {
+                return error("'ip-address' parameter not specified (irondhcp deletes a lease by its address)");
+            };
+            let Ok(addr) = a.parse::<Ipv4Addr>() else {
+                return error(format!("'{a}' is not a valid IPv4 address"));
+            };
+            match release(ctx, addr, actor).await {
+                Ok(true) => json!({"result": 0, "text": "IPv4 lease deleted."}),
+                Ok(false) => json!({"result": 3, "text": "IPv4 lease not found."}),
+                Err(e) => error(e),
+            }
+        }
+        "lease4-wipe" => {
+            let subnet = match &args["subnet-id"] {
+                Value::Null => None,
+                v => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                    Some(n) => Some(n),
+                    None => return error("'subnet-id' must be a subnet's id"),
+                },
+            };
+            let mut wiped = 0u64;
+            let mut after = None;
+            loop {
+                let q = LeaseQuery {
+                    subnet,
+                    after,
+                    limit: MAX_PAGE as usize,
+                    ..LeaseQuery::default()
+                };
+                let page = match lease_page(ctx, q).await {
+                    Ok(p) => p,
+                    Err(e) => return error(e),
+                };
+                for l in &page.leases {
+                    let Ok(addr) = l.address.parse() else {
+                        continue;
+                    };
+                    match release(ctx, addr, actor).await {
+                        Ok(true) => wiped += 1,
+                        Ok(false) => {}
+                        Err(e) => return error(e),
+                    }
+                }
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            let which = subnet.map_or("all subnets".to_string(), |s| format!("subnet {s}"));
+            json!({"result": if wiped == 0 { 3 } else { 0 },
+                   "text": format!("Deleted {wiped} IPv4 lease(s) from {which}.")})
+        }
+        other if crate::kea_hosts::COMMANDS.contains(&other) => {
+            crate::kea_hosts::answer(other, args, ctx, actor).await
+        }
         other => json!({"result": 2, "text": format!("'{other}' command not supported.")}),
     }
+}
+
+/// Releases the lease on `addr` for an operator; whether there was one.
+async fn release(ctx: &CtlContext, addr: Ipv4Addr, actor: &str) -> Result<bool, &'static str> {
+    let released = crate::ctl::ask(ctx, |tx| crate::plane::Query::Release(addr, tx)).await?;
+    if let Some(l) = &released {
+        tracing::info!(address = %l.address, client = %l.client_key, actor, "lease released by an operator");
+    }
+    Ok(released.is_some())
 }
 
 /// The query of `lease4-get` (`ip-address`), `lease4-get-by-hw-address`

@@ -317,6 +317,49 @@ impl Allocator {
         })
     }
 
+    /// An operator's release (Kea's `lease4-del`): the lease or the
+    /// declined address's quarantine ends now and the address is free.
+    /// The operator asserts the client is gone; the client is not told
+    /// (DHCP has no way to), as with Kea. `None` when the address holds
+    /// no lease, or only an offer or a grant still being committed.
+    pub fn release_by_operator(
+        &mut self,
+        addr: Ipv4Addr,
+        _now: u64,
+    ) -> Option<(super::LeaseInfo, LeaseWrite)> {
+        let slot = self.slot(addr)?;
+        let o = &self.owners[slot as usize];
+        if !matches!(o.state, OwnerState::Leased | OwnerState::Declined) {
+            return None;
+        }
+        let info = self.lease_info(addr, slot);
+        let kh = self.hash(o.subnet, o.key.as_slice());
+        let o = self.free(slot)?;
+        let (subnet_id, client_key) = (
+            self.subnets[o.subnet as usize].id,
+            o.key.as_slice().to_vec(),
+        );
+        // A lease is released as its client would release it; a declined
+        // address's quarantine row is ended as reclaim ends it.
+        let write = if o.state == OwnerState::Leased {
+            self.remember_previous(kh, slot);
+            LeaseWrite::Release {
+                subnet_id,
+                address: addr,
+                client_key,
+                version: o.version,
+            }
+        } else {
+            LeaseWrite::Expire {
+                subnet_id,
+                address: addr,
+                client_key,
+                version: o.version,
+            }
+        };
+        Some((info, write))
+    }
+
     /// A DHCPDECLINE: quarantine the address for the probation period.
     pub fn declined(&mut self, addr: Ipv4Addr, kh: u64, now: u64) -> Option<LeaseWrite> {
         let slot = self.leased_slot(addr, kh)?;

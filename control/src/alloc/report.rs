@@ -162,28 +162,30 @@ impl Allocator {
         };
         let leases = hits
             .into_iter()
-            .map(|(a, i)| {
-                let o = &self.owners[i];
-                LeaseInfo {
-                    subnet_id: self.subnets[o.subnet as usize].id,
-                    address: a.to_string(),
-                    client_key: crate::hex::colon(o.key.as_slice()),
-                    hw_address: o.hw.map(|h| crate::hex::colon(&h)),
-                    state: if o.state == OwnerState::Leased {
-                        "leased"
-                    } else {
-                        "declined"
-                    }
-                    .into(),
-                    expiry: o.expiry(),
-                }
-            })
+            .map(|(a, i)| self.lease_info(a, i as u32))
             .collect();
         LeasePage { leases, next }
     }
+
+    /// The lease on `addr` (slot `slot`) as operators see it.
+    pub(super) fn lease_info(&self, addr: Ipv4Addr, slot: u32) -> LeaseInfo {
+        let o = &self.owners[slot as usize];
+        LeaseInfo {
+            subnet_id: self.subnets[o.subnet as usize].id,
+            address: addr.to_string(),
+            client_key: crate::hex::colon(o.key.as_slice()),
+            hw_address: o.hw.map(|h| crate::hex::colon(&h)),
+            state: if o.state == OwnerState::Declined {
+                "declined"
+            } else {
+                "leased"
+            }
+            .into(),
+            expiry: o.expiry(),
+        }
+    }
 }
 
-/// `aa:bb:cc` lowercase hex.
 /// Which leases to list (every field that is set must match) and the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseQuery {

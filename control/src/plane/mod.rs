@@ -20,6 +20,7 @@
 //! and the write-behind is kept and retried, never dropped, so no lease is
 //! lost while the database is away.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +129,20 @@ pub enum Query {
         crate::alloc::LeaseQuery,
         oneshot::Sender<crate::alloc::LeasePage>,
     ),
+    /// Reserve `address` for the client (`None`: remove its reservation)
+    /// in memory, at once; answers the address it had reserved before.
+    Reserve {
+        subnet_id: u32,
+        client_key: Vec<u8>,
+        address: Option<Ipv4Addr>,
+        reply: oneshot::Sender<Result<Option<Ipv4Addr>, crate::alloc::ReserveError>>,
+    },
+    /// The runtime reservations become exactly these ((subnet id, client
+    /// key, address), the store's); answers how many were refused.
+    SetReservations(Vec<(u32, Vec<u8>, Ipv4Addr)>, oneshot::Sender<usize>),
+    /// An operator's release of the lease on `address` (Kea's
+    /// `lease4-del`); answers the lease released.
+    Release(Ipv4Addr, oneshot::Sender<Option<crate::alloc::LeaseInfo>>),
 }
 
 /// Control-plane counters and pool statistics.
@@ -429,6 +444,32 @@ impl<S: LeaseStore> Plane<S> {
             }
             Query::Leases(q, tx) => {
                 let _ = tx.send(self.alloc.lease_page(&q));
+            }
+            Query::Reserve {
+                subnet_id,
+                client_key,
+                address,
+                reply,
+            } => {
+                let r = match address {
+                    Some(a) => self.alloc.reserve(subnet_id, &client_key, a),
+                    None => self.alloc.unreserve(subnet_id, &client_key),
+                };
+                let _ = reply.send(r);
+            }
+            Query::SetReservations(want, tx) => {
+                let refused = self.alloc.set_runtime_reservations(&want);
+                for (subnet_id, address, why) in &refused {
+                    tracing::warn!(subnet_id, %address, error = %why, "stored reservation not applied");
+                }
+                let _ = tx.send(refused.len());
+            }
+            Query::Release(address, tx) => {
+                let released = self.alloc.release_by_operator(address, unix_now());
+                let _ = tx.send(released.map(|(info, write)| {
+                    self.pending.push(write);
+                    info
+                }));
             }
         }
     }

@@ -18,7 +18,7 @@ fn short_leases() -> TestbedOptions {
 }
 
 /// Waits for one address on the client interface and returns it.
-fn wait_addr(tb: &Testbed) -> String {
+pub(crate) fn wait_addr(tb: &Testbed) -> String {
     let mut addr = None;
     let ok = tb.wait_for(LONG, || {
         addr = tb.client_addrs(&tb.cli_if).first().map(|a| a.to_string());

@@ -69,7 +69,7 @@ fn leases_piped_into_head_ends_quietly() {
 
 /// `irondhcp-ctl` with `args` against the testbed's daemon: (exit code,
 /// stdout, stderr).
-fn ctl(tb: &Testbed, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn ctl(tb: &Testbed, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(irondhcp_testkit::bins::ctl())
         .arg("--socket")
         .arg(&tb.socket)

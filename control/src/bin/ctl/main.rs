@@ -9,8 +9,10 @@ use serde_json::Value;
 
 mod announce;
 mod client;
+mod lease;
 mod leases;
 mod pools;
+mod reservations;
 
 #[derive(Parser, Debug)]
 #[command(name = "irondhcp-ctl", version, about = "Talk to a running irondhcp")]
@@ -52,6 +54,12 @@ enum Cmd {
     },
     /// Live leases, filtered, in address order.
     Leases(leases::LeaseFilter),
+    /// One lease: show it, or release it.
+    #[command(subcommand)]
+    Lease(lease::LeaseCmd),
+    /// Reservations: list, add, edit, del, audit.
+    #[command(subcommand)]
+    Reservations(reservations::ReservationsCmd),
     /// Whether this server should be announced (exit 0 healthy, 1 not).
     Health,
     /// Withdraw this server's anycast route (it keeps answering what
@@ -95,17 +103,13 @@ fn main() -> ExitCode {
             address,
         } => return import_kea(file, output.as_deref(), *address),
         Cmd::Leases(filter) => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let done = leases::run(&rt, &args.socket, filter, args.json, &mut out)
-                .and_then(|()| out.flush().map_err(leases::Failure::Output));
-            return match done {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(leases::Failure::Output(e)) => output_failed(&e),
-                Err(leases::Failure::Daemon(text)) => {
-                    eprintln!("irondhcp-ctl: {text}");
-                    ExitCode::FAILURE
-                }
-            };
+            return buffered(|out| leases::run(&rt, &args.socket, filter, args.json, out))
+        }
+        Cmd::Lease(cmd) => {
+            return buffered(|out| lease::run(&rt, &args.socket, cmd, args.json, out))
+        }
+        Cmd::Reservations(cmd) => {
+            return buffered(|out| reservations::run(&rt, &args.socket, cmd, args.json, out))
         }
         Cmd::Health => "health",
         Cmd::Drain => "drain",
@@ -136,6 +140,23 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// Runs a subcommand whose output goes through one buffered stdout; a
+/// reader that went away ends it quietly, a refusal is one line.
+fn buffered(
+    run: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'static>>) -> Result<(), leases::Failure>,
+) -> ExitCode {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let done = run(&mut out).and_then(|()| out.flush().map_err(leases::Failure::Output));
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(leases::Failure::Output(e)) => output_failed(&e),
+        Err(leases::Failure::Daemon(text)) => {
+            eprintln!("irondhcp-ctl: {text}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `irondhcp-ctl import-kea`.

@@ -661,6 +661,31 @@ protocol bgp uplink {{
         crate::ctl::query(&self.servers[i].socket, command, Duration::from_secs(5))
     }
 
+    /// One management command with `arguments` to server `i`.
+    pub fn ctl_with(
+        &self,
+        i: usize,
+        command: &str,
+        arguments: serde_json::Value,
+    ) -> io::Result<serde_json::Value> {
+        crate::ctl::request(
+            &self.servers[i].socket,
+            command,
+            arguments,
+            Duration::from_secs(5),
+        )
+    }
+
+    /// The MAC of client `k` (`aa:bb:cc:dd:ee:ff`).
+    pub fn client_mac(&self, k: usize) -> String {
+        let cl = &self.clients[k];
+        crate::rawclient::mac_in(&cl.ns, &cl.ifname)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// A stats counter of server `i` by JSON pointer (0 when unreadable).
     pub fn stat(&self, i: usize, pointer: &str) -> u64 {
         self.ctl(i, "stats")

@@ -146,3 +146,66 @@ fn a_killed_server_s_clients_renew_with_another_through_anycast() {
         let _ = child.wait();
     }
 }
+
+/// A reservation made on one server is applied by the other (it follows
+/// the store), so a client given to the other server gets it.
+#[test]
+fn a_reservation_made_on_one_server_is_given_by_the_other() {
+    require_root("the cluster test");
+    let mut c = Cluster::new(&ClusterOptions {
+        servers: 2,
+        ..ClusterOptions::default()
+    })
+    .expect("build the cluster");
+    let ctl = irondhcp_testkit::bins::ctl();
+    for i in 0..2 {
+        c.start_server(i, &daemon_bin(), &ctl)
+            .expect("start a server");
+    }
+    c.add_client().expect("add a client");
+    let mac = c.client_mac(0);
+    let want = "198.19.0.200";
+    let add = |i: usize, mac: &str| {
+        c.ctl_with(
+            i,
+            "reservation-add",
+            serde_json::json!({"reservation": {"subnet-id": 1, "hw-address": mac, "ip-address": want}}),
+        )
+        .expect("ask the server")
+    };
+    let r = add(0, &mac);
+    assert_eq!(r["result"], 0, "{r}");
+    // Server 1 holds it in memory: it refuses another client the address
+    // before the store is asked (the store's refusal reads differently).
+    let mut last = serde_json::Value::Null;
+    let applied = wait_until(Duration::from_secs(10), || {
+        last = add(1, "02:00:00:00:00:99");
+        last["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("is reserved for another client"))
+    });
+    assert!(applied, "server 1 never applied it: {last}\n{}", c.logs());
+    // Only server 1 is announced now; the client reaches it alone.
+    assert_eq!(c.ctl(0, "drain").expect("drain")["drained"], true);
+    assert!(
+        c.wait_for_route(&[1], Duration::from_secs(30)).is_some(),
+        "the route never went to server 1 alone: {:?}\n{}",
+        c.next_hops(),
+        c.logs()
+    );
+    let before = requests(&c);
+    let (mut child, log) = c.spawn_udhcpc(0).expect("start udhcpc");
+    let bound = wait_until(Duration::from_secs(30), || {
+        events(&log).iter().any(|l| l.starts_with("bound "))
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(bound, "never bound: {:?}\n{}", events(&log), c.logs());
+    assert!(
+        events(&log).contains(&format!("bound {want}")),
+        "not given its reservation: {:?}",
+        events(&log)
+    );
+    let after = requests(&c);
+    assert_eq!(after[0], before[0], "server 0 was drained and got nothing");
+}

@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use irondhcp_fastpath::config::{opt, EncodedOptions, FastConfig, SubnetView};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A config error: the key it concerns and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -51,7 +51,7 @@ pub struct Config {
 }
 
 /// `[server]`: identity, interface, threads and timers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// This server's id, recorded as `allocated_by` on its leases.
@@ -125,7 +125,7 @@ pub struct ServerConfig {
 }
 
 /// `server.xdp_mode`: how the XDP program is attached.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpModeConfig {
     /// In the driver (fastest; needs driver support).
@@ -138,7 +138,7 @@ pub enum XdpModeConfig {
 }
 
 /// `[storage]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// `sqlite:///path/to/leases.sqlite3` (embedded default, one box) or
@@ -157,7 +157,7 @@ impl Default for StorageConfig {
 
 /// `[cluster]`: how the servers sharing a PostgreSQL store keep their lease
 /// maps in step (docs/ha.md). Ignored on SQLite.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// `redis://host:port/` or `unix:///path/to/redis.sock`: where lease
@@ -190,7 +190,7 @@ pub struct ClusterConfig {
 /// `[http]`: the HTTP listener (Prometheus `/metrics`, `/health`, Kea's
 /// control-channel commands). On loopback by default; on any other address
 /// a bearer token is required.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// `address:port`, or `""` for no listener.
@@ -275,7 +275,7 @@ fn default_release_after() -> u32 {
 }
 
 /// `[[subnet]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubnetConfig {
     pub id: u32,
@@ -307,7 +307,7 @@ pub struct SubnetConfig {
 
 /// `[[subnet.option]]`: an arbitrary option, given as exactly one of
 /// addresses, text, a number or hex bytes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptionConfig {
     pub code: u8,
@@ -323,7 +323,7 @@ pub struct OptionConfig {
 }
 
 /// `[[subnet.reservation]]`: a fixed address for a MAC or a client id.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationConfig {
     pub hw_address: Option<String>,
@@ -447,7 +447,7 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Validated, ConfigError> {
-        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(text, &e)))?;
         raw.validate()
     }
 
@@ -637,6 +637,22 @@ fn parse_cidr(key: &str, s: &str) -> Result<(Ipv4Addr, u8), ConfigError> {
         return Err(invalid(key, format!("{s} has host bits set")));
     }
     Ok((addr, len))
+}
+
+/// A TOML error as one line: where, and what (toml's own rendering
+/// quotes the line over several).
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - start + 1;
+            let source = text[start..].lines().next().unwrap_or("").trim();
+            format!("line {line}, column {column} ({source}): {}", e.message().trim())
+        }
+        None => e.message().trim().to_string(),
+    }
 }
 
 fn parse_hex(key: &str, s: &str) -> Result<Vec<u8>, ConfigError> {
@@ -1036,6 +1052,11 @@ address = "10.0.0.10"
         let v = Config::parse(&with(pg, "redis_url = \"redis://10.0.0.9:6379/\"")).unwrap();
         assert_eq!(v.raw.cluster.channel, "irondhcp:leases");
         assert_eq!(v.raw.cluster.poll_interval_ms, 1000);
+        let e = Config::parse("[server]\naddress = \"x\"\n").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "line 2, column 11 (address = \"x\"): invalid IPv4 address syntax"
+        );
         assert!(Config::parse(&with(pg, "redis_url = \"unix:///run/redis.sock\"")).is_ok());
         let e = err_of(&with("", "redis_url = \"redis://10.0.0.9/\""));
         assert!(

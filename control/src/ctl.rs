@@ -48,6 +48,8 @@ pub struct CtlContext {
     /// Set by `drain`: the server reports itself unhealthy, so its anycast
     /// route is withdrawn, while it keeps answering what still reaches it.
     pub drained: Arc<AtomicBool>,
+    /// Configuration test and reload (`None` in tests without a daemon).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// Reservation changes (`None` in tests without a store).
     pub reservations: Option<Arc<crate::reservations::Reservations>>,
 }
@@ -382,6 +384,7 @@ mod tests {
             server_id: "t".into(),
             cluster: Default::default(),
             drained: Default::default(),
+            reloader: None,
             reservations: None,
         };
         (ctx, rx)

@@ -73,8 +73,13 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
 
 /// Runs the server until `shutdown` turns true. Returns the control plane's
 /// final counters.
+///
+/// `config_path` is the file `config-reload` and each message on `reloads`
+/// (SIGHUP) read again.
 pub async fn run(
     cfg: Validated,
+    config_path: PathBuf,
+    mut reloads: mpsc::Receiver<()>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<PlaneStats, DaemonError> {
     let s = cfg.raw.server.clone();
@@ -225,6 +230,13 @@ pub async fn run(
             blocks: sync.as_ref().map(|x| x.2.clone()),
         },
         drained: Default::default(),
+        reloader: Some(Arc::new(crate::reload::Reloader::new(
+            config_path,
+            cfg.clone(),
+            mac,
+            shared.clone(),
+            query_tx.clone(),
+        ))),
         reservations: Some(Arc::new(crate::reservations::Reservations::new(
             store.clone(),
             query_tx.clone(),
@@ -258,6 +270,18 @@ pub async fn run(
         }
         None => None,
     };
+    // SIGHUP: reload the file; the outcome is logged (the operator who
+    // wants it answered uses `irondhcp-ctl reload`).
+    let reload_task = ctl_ctx.reloader.clone().map(|reloader| {
+        tokio::spawn(async move {
+            while reloads.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(changes) => tracing::info!(?changes, "SIGHUP: configuration reloaded"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the running one stays"),
+                }
+            }
+        })
+    });
     let watchdog_ctx = ctl_ctx.clone();
     let ctl_task = tokio::spawn(ctl::serve(
         PathBuf::from(&s.control_socket),
@@ -356,6 +380,9 @@ pub async fn run(
     // 3. The plane applies the events the workers queued, flushes and stops.
     let _ = plane_stop_tx.send(true);
     let stats = plane_task.await.unwrap_or_default();
+    if let Some(t) = reload_task {
+        t.abort();
+    }
     let _ = ctl_task.await;
     if let Some(t) = http_task {
         let _ = t.await;

@@ -18,7 +18,7 @@ use crate::ctl::{gather, lease_page, CtlContext};
 
 /// The Kea commands answered here (the host commands are in
 /// [`crate::kea_hosts::COMMANDS`]).
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 12] = [
     "list-commands",
     "status-get",
     "statistic-get-all",
@@ -29,6 +29,8 @@ pub const COMMANDS: [&str; 10] = [
     "lease4-get-page",
     "lease4-del",
     "lease4-wipe",
+    "config-test",
+    "config-reload",
 ];
 
 /// The most leases one `lease4-get-page` returns (Kea has no limit; a page
@@ -157,6 +159,41 @@ pub async fn answer(command: &str, args: &Value, ctx: &CtlContext, actor: &str) 
             let which = subnet.map_or("all subnets".to_string(), |s| format!("subnet {s}"));
             json!({"result": if wiped == 0 { 3 } else { 0 },
                    "text": format!("Deleted {wiped} IPv4 lease(s) from {which}.")})
+        }
+        "config-test" | "config-reload" => {
+            let Some(reloader) = ctx.reloader.as_deref() else {
+                return error("this server cannot reload its configuration");
+            };
+            if command == "config-test" && args.get("Dhcp4").is_some() {
+                return error("irondhcp reads TOML: give {\"config\": \"<the file's text>\"} (irondhcp-ctl import-kea converts a Kea configuration)");
+            }
+            let text = match &args["config"] {
+                Value::Null => None,
+                Value::String(t) => Some(t.as_str()),
+                _ => return error("'config' must be the configuration's text"),
+            };
+            let outcome = if command == "config-test" {
+                reloader.test(text).await
+            } else if text.is_some() {
+                return error("config-reload reads the daemon's own file; write it there first");
+            } else {
+                reloader.reload().await
+            };
+            match outcome {
+                Ok(changes) => {
+                    if command == "config-reload" {
+                        tracing::info!(?changes, actor, "configuration reloaded");
+                    }
+                    let text = match command {
+                        "config-test" => {
+                            "Configuration seems sane. It can be reloaded without a restart."
+                        }
+                        _ => "Configuration successful.",
+                    };
+                    json!({"result": 0, "text": text, "arguments": {"changes": changes}})
+                }
+                Err(e) => error(e.to_string()),
+            }
         }
         other if crate::kea_hosts::COMMANDS.contains(&other) => {
             crate::kea_hosts::answer(other, args, ctx, actor).await

@@ -24,6 +24,7 @@ pub mod netif;
 pub mod notify;
 pub mod ownership;
 pub mod plane;
+pub mod reload;
 pub mod reservations;
 pub mod stats;
 pub mod store;

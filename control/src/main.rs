@@ -57,13 +57,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let config_path = args.config.clone();
     rt.block_on(async move {
         let (tx, rx) = watch::channel(false);
+        let (hup_tx, hup_rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            wait_for_signals(hup_tx).await;
             let _ = tx.send(true);
         });
-        match irondhcp_control::daemon::run(cfg, rx).await {
+        match irondhcp_control::daemon::run(cfg, config_path, hup_rx, rx).await {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("irondhcp: {e}");
@@ -98,12 +100,10 @@ fn keep_control_off_worker_cores(worker_cores: &[usize], control_cores: &[usize]
     }
 }
 
-/// Waits for SIGTERM, SIGINT or SIGHUP. Each stops the daemon cleanly (XDP
-/// detached, write-behind flushed): SIGHUP's default action would kill the
-/// process without a flush, and reloading the configuration in place is not
-/// built yet, so a service manager's reload becomes a clean stop (restart
-/// it to pick up the new file).
-async fn wait_for_signal() {
+/// Returns at SIGTERM or SIGINT (the daemon then stops cleanly: XDP
+/// detached, write-behind flushed); each SIGHUP until then asks for a
+/// configuration reload on `reloads`.
+async fn wait_for_signals(reloads: tokio::sync::mpsc::Sender<()>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -114,9 +114,15 @@ async fn wait_for_signal() {
         // never return, so it keeps serving.
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
-        _ = hup.recv() => tracing::info!("SIGHUP: stopping cleanly (reload is not supported; restart to apply a new configuration)"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => return tracing::info!("SIGTERM"),
+            _ = int.recv() => return tracing::info!("SIGINT"),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                // A reload already queued covers this one too.
+                let _ = reloads.try_send(());
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,11 @@ pub struct WorkerShared {
     /// to see a reply; a spinning or napping worker finds replies itself, so
     /// ringing it would only cost two syscalls.
     listening: AtomicBool,
+    /// A new configuration (a reload) for the worker to take before its
+    /// next frame; `cfg_waiting` says one is there, so the worker looks at
+    /// one atomic per turn and takes the lock only after a reload.
+    next_cfg: Mutex<Option<Arc<FastConfig>>>,
+    cfg_waiting: AtomicBool,
 }
 
 impl WorkerShared {
@@ -113,7 +118,26 @@ impl WorkerShared {
             doorbell: Doorbell::new()?,
             stop: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            next_cfg: Mutex::new(None),
+            cfg_waiting: AtomicBool::new(false),
         })
+    }
+
+    /// Gives the worker a new configuration (a reload): it answers every
+    /// frame it takes after this with `cfg`. Nothing is dropped meanwhile.
+    pub fn reconfigure(&self, cfg: Arc<FastConfig>) {
+        if let Ok(mut next) = self.next_cfg.lock() {
+            *next = Some(cfg);
+        }
+        self.cfg_waiting.store(true, Ordering::Release);
+    }
+
+    /// The configuration a reload left for the worker, if any.
+    fn take_config(&self) -> Option<Arc<FastConfig>> {
+        if !self.cfg_waiting.swap(false, Ordering::Acquire) {
+            return None;
+        }
+        self.next_cfg.lock().ok().and_then(|mut next| next.take())
     }
 
     /// Tells the worker that replies were queued for it: rings the doorbell
@@ -177,6 +201,13 @@ impl Worker {
         let mut idle_since: Option<Instant> = None;
         let mut rate = RateEstimate::new(Instant::now());
         while !self.shared.stop.load(Ordering::Acquire) {
+            if let Some(cfg) = self.shared.take_config() {
+                self.cfg = cfg;
+                tracing::info!(
+                    worker = self.shared.id,
+                    "worker took the reloaded configuration"
+                );
+            }
             let now = crate::unix_now();
             let n = self.socket.poll_rx(&mut descs);
             for d in &descs[..n] {

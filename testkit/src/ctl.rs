@@ -22,7 +22,8 @@ pub fn request(
     let mut stream = UnixStream::connect(path)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut req = serde_json::to_vec(&serde_json::json!({ "command": command, "arguments": arguments }))?;
+    let mut req =
+        serde_json::to_vec(&serde_json::json!({ "command": command, "arguments": arguments }))?;
     req.push(b'\n');
     stream.write_all(&req)?;
     let mut line = String::new();

@@ -287,6 +287,19 @@ domain_name = "testbed.example"
         }
     }
 
+    /// Sends `signal` to the daemon and returns at once (SIGHUP: reload).
+    pub fn send_signal(&self, signal: i32) -> io::Result<()> {
+        let child = self
+            .daemon
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no daemon running"))?;
+        // SAFETY: plain kill(2) on our own child, which has not been reaped.
+        if unsafe { libc::kill(child.id() as i32, signal) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// SIGKILL, no chance to flush anything.
     pub fn kill_daemon(&mut self) -> io::Result<()> {
         let mut child = self

@@ -214,6 +214,20 @@ impl Allocator {
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 
+    /// Takes a reloaded configuration's lease times and options (the
+    /// reload was refused unless subnets, pools, MCLTs and reservations
+    /// are unchanged, see `reload`): new grants and offers use them.
+    pub fn reconfigure(&mut self, subnets: &[Subnet]) {
+        for new in subnets {
+            if let Some(s) = self.subnets.iter_mut().find(|s| s.id == new.id) {
+                s.lease_time = new.lease_time;
+                s.renew_time = new.renew_time;
+                s.rebind_time = new.rebind_time;
+                s.options = new.options.clone();
+            }
+        }
+    }
+
     /// Writes the allocator decided on its own since the last call.
     pub fn take_side_writes(&mut self) -> Vec<LeaseWrite> {
         std::mem::take(&mut self.side_writes)

@@ -140,6 +140,8 @@ pub enum Query {
     /// The runtime reservations become exactly these ((subnet id, client
     /// key, address), the store's); answers how many were refused.
     SetReservations(Vec<(u32, Vec<u8>, Ipv4Addr)>, oneshot::Sender<usize>),
+    /// A reloaded configuration's subnets (lease times and options).
+    Reconfigure(Vec<crate::config::Subnet>, oneshot::Sender<()>),
     /// An operator's release of the lease on `address` (Kea's
     /// `lease4-del`); answers the lease released.
     Release(Ipv4Addr, oneshot::Sender<Option<crate::alloc::LeaseInfo>>),
@@ -463,6 +465,10 @@ impl<S: LeaseStore> Plane<S> {
                     tracing::warn!(subnet_id, %address, error = %why, "stored reservation not applied");
                 }
                 let _ = tx.send(refused.len());
+            }
+            Query::Reconfigure(subnets, tx) => {
+                self.alloc.reconfigure(&subnets);
+                let _ = tx.send(());
             }
             Query::Release(address, tx) => {
                 let released = self.alloc.release_by_operator(address, unix_now());

@@ -1,6 +1,6 @@
 //! The lease-safety invariant end to end (docs/decisions.md): promise at
 //! most the durable expiry plus MCLT, reclaim only past the durable expiry
-//! plus MCLT plus grace, and stop cleanly on SIGHUP. Real frames through
+//! plus MCLT plus grace, and stop cleanly on SIGTERM. Real frames through
 //! XDP and AF_XDP, the real daemon, the real SQLite file, `kill -9`.
 
 use std::net::Ipv4Addr;
@@ -90,6 +90,11 @@ fn postgres_restart_holds_new_leases_until_it_is_back() {
 /// DISCOVER, OFFER, REQUEST, ACK for `mac`; returns the address and the
 /// time the ACK arrived.
 pub(crate) fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant) {
+    (bind_ack(c, mac, xid).yiaddr(), Instant::now())
+}
+
+/// DISCOVER, OFFER, REQUEST: the ACK.
+pub(crate) fn bind_ack(c: &RawClient, mac: [u8; 6], xid: u32) -> Message {
     let offer = c
         .exchange(
             &message(MessageType::Discover, mac, xid),
@@ -98,13 +103,12 @@ pub(crate) fn bind(c: &RawClient, mac: [u8; 6], xid: u32) -> (Ipv4Addr, Instant)
         )
         .expect("an OFFER");
     assert_eq!(msg_type(&offer), Some(MessageType::Offer));
-    let addr = offer.yiaddr();
-    let req = selecting(mac, addr, xid + 1);
+    let req = selecting(mac, offer.yiaddr(), xid + 1);
     let ack = c
         .exchange(&req, &Path::broadcast(mac), Duration::from_secs(10))
         .expect("an ACK");
     assert_eq!(msg_type(&ack), Some(MessageType::Ack), "{ack:?}");
-    (addr, Instant::now())
+    ack
 }
 
 /// A SELECTING REQUEST: `mac` takes the offer of `addr` from this server.
@@ -282,10 +286,11 @@ fn store_outage_shortens_renewals_and_never_over_promises() {
     let _ = tb.stop_daemon();
 }
 
-/// SIGHUP stops the daemon cleanly: a renewal ACKed from memory, not yet
-/// written (write-behind of 10 s), is in the store after the stop.
+/// SIGTERM stops the daemon cleanly: a renewal ACKed from memory, not yet
+/// written (write-behind of 10 s), is in the store after the stop. (SIGHUP
+/// reloads the configuration: `reload::`.)
 #[test]
-fn sighup_stops_cleanly_and_flushes_the_write_behind() {
+fn sigterm_stops_cleanly_and_flushes_the_write_behind() {
     let mut tb = one_address("reclaim_grace = 0\nwrite_behind_ms = 10000");
     let c = RawClient::open(&tb).expect("raw socket");
     let (addr, _) = bind(&c, A_MAC, 0x7000);
@@ -294,8 +299,12 @@ fn sighup_stops_cleanly_and_flushes_the_write_behind() {
     let ack =
         renew_with(&c, &tb, A_MAC, addr, 0x7100, Duration::from_secs(3)).expect("renewal answered");
     assert_eq!(msg_type(&ack), Some(MessageType::Ack));
-    let status = tb.signal_daemon(libc::SIGHUP).expect("SIGHUP");
-    assert!(status.success(), "SIGHUP exit: {status}\n{}", tb.log_text());
+    let status = tb.signal_daemon(libc::SIGTERM).expect("SIGTERM");
+    assert!(
+        status.success(),
+        "SIGTERM exit: {status}\n{}",
+        tb.log_text()
+    );
     let after = db_row(&tb.db, &addr.to_string()).expect("row").2;
     assert!(after > before, "extension lost: {before} -> {after}");
 }

@@ -16,6 +16,7 @@ mod lease_safety;
 mod malformed;
 mod perfdhcp;
 mod relay;
+mod reload;
 mod reservations;
 mod restart;
 mod shared_store;

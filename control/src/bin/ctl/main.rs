@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod announce;
 mod client;
+mod config;
 mod lease;
 mod leases;
 mod pools;
@@ -60,6 +61,13 @@ enum Cmd {
     /// Reservations: list, add, edit, del, audit.
     #[command(subcommand)]
     Reservations(reservations::ReservationsCmd),
+    /// Test a configuration file against the running daemon: valid, and
+    /// appliable without a restart? (Without FILE: the daemon's own file.)
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Reload the daemon's configuration file (lease times and options
+    /// change at once; anything else is refused and named).
+    Reload,
     /// Whether this server should be announced (exit 0 healthy, 1 not).
     Health,
     /// Withdraw this server's anycast route (it keeps answering what
@@ -80,6 +88,12 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         interval_ms: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Is FILE valid, and what would reloading it change?
+    Check { file: Option<PathBuf> },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +121,14 @@ fn main() -> ExitCode {
         }
         Cmd::Lease(cmd) => {
             return buffered(|out| lease::run(&rt, &args.socket, cmd, args.json, out))
+        }
+        Cmd::Config(ConfigCmd::Check { file }) => {
+            return buffered(|out| {
+                config::run(&rt, &args.socket, file.as_ref(), false, args.json, out)
+            })
+        }
+        Cmd::Reload => {
+            return buffered(|out| config::run(&rt, &args.socket, None, true, args.json, out))
         }
         Cmd::Reservations(cmd) => {
             return buffered(|out| reservations::run(&rt, &args.socket, cmd, args.json, out))

@@ -447,7 +447,8 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Validated, ConfigError> {
-        let raw: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(text, &e)))?;
+        let raw: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(one_line(text, &e)))?;
         raw.validate()
     }
 
@@ -649,7 +650,10 @@ fn one_line(text: &str, e: &toml::de::Error) -> String {
             let start = before.rfind('\n').map_or(0, |i| i + 1);
             let column = before.len() - start + 1;
             let source = text[start..].lines().next().unwrap_or("").trim();
-            format!("line {line}, column {column} ({source}): {}", e.message().trim())
+            format!(
+                "line {line}, column {column} ({source}): {}",
+                e.message().trim()
+            )
         }
         None => e.message().trim().to_string(),
     }
@@ -1052,7 +1056,9 @@ address = "10.0.0.10"
         let v = Config::parse(&with(pg, "redis_url = \"redis://10.0.0.9:6379/\"")).unwrap();
         assert_eq!(v.raw.cluster.channel, "irondhcp:leases");
         assert_eq!(v.raw.cluster.poll_interval_ms, 1000);
-        let e = Config::parse("[server]\naddress = \"x\"\n").unwrap_err().to_string();
+        let e = Config::parse("[server]\naddress = \"x\"\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             e,
             "line 2, column 11 (address = \"x\"): invalid IPv4 address syntax"

@@ -28,9 +28,17 @@ use crate::ctl::{self, CtlContext, Request};
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-struct Shared {
-    ctx: CtlContext,
+/// What every handler needs: the management context and the token.
+pub(crate) struct Shared {
+    pub(crate) ctx: CtlContext,
     token: Option<String>,
+}
+
+impl Shared {
+    /// Whether the request may in: no token configured, or the right one.
+    pub(crate) fn allowed(&self, headers: &HeaderMap) -> bool {
+        allowed(self, headers)
+    }
 }
 
 /// Binds `addr` (a clear error if it cannot).
@@ -50,6 +58,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/", post(command))
+        .merge(crate::rest::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
     axum::serve(
@@ -78,7 +87,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],

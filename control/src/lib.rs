@@ -26,6 +26,7 @@ pub mod ownership;
 pub mod plane;
 pub mod reload;
 pub mod reservations;
+pub mod rest;
 pub mod stats;
 pub mod store;
 pub mod sync;

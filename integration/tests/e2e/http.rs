@@ -218,3 +218,231 @@ fn a_listener_off_loopback_wants_the_token() {
     );
     assert_eq!(status, 401);
 }
+
+/// Every operation `docs/openapi.json` describes (served by the daemon at
+/// `/api/v1/openapi.json`) is called on the running server: the status it
+/// answers is one the description lists for it, and the body has every
+/// property the description requires. Every described operation is
+/// called, so a route the server lacks, or a shape that drifted, fails.
+#[test]
+fn the_openapi_description_matches_the_running_server() {
+    use irondhcp_testkit::rawclient::RawClient;
+    let tb = started(&TestbedOptions::default());
+    let c = RawClient::open(&tb).expect("raw socket");
+    let leased = crate::lease_safety::bind_ack(&c, [0x02, 0, 0, 0, 0xe0, 0x01], 0xa000)
+        .yiaddr()
+        .to_string();
+    let (status, body) = http(&tb, loopback(), "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).expect("the description is JSON");
+    let host = |mac: &str, ip: &str| json!({"subnet-id": 1, "hw-address": mac, "ip-address": ip, "hostname": "cam"});
+    let lease_path = format!("/api/v1/leases/{leased}");
+    // (method, described path, concrete path, body, expected status)
+    let calls: Vec<(&str, &str, String, Option<Value>, u16)> = vec![
+        (
+            "get",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            None,
+            200,
+        ),
+        (
+            "get",
+            "/api/v1/leases",
+            "/api/v1/leases?subnet=1&limit=5".into(),
+            None,
+            200,
+        ),
+        (
+            "get",
+            "/api/v1/leases",
+            "/api/v1/leases?state=bogus".into(),
+            None,
+            400,
+        ),
+        (
+            "get",
+            "/api/v1/leases/{address}",
+            lease_path.clone(),
+            None,
+            200,
+        ),
+        (
+            "get",
+            "/api/v1/leases/{address}",
+            "/api/v1/leases/198.18.9.9".into(),
+            None,
+            404,
+        ),
+        ("get", "/api/v1/pools", "/api/v1/pools".into(), None, 200),
+        (
+            "post",
+            "/api/v1/reservations",
+            "/api/v1/reservations".into(),
+            Some(host("02:00:00:00:00:e1", "198.18.100.1")),
+            201,
+        ),
+        (
+            "post",
+            "/api/v1/reservations",
+            "/api/v1/reservations".into(),
+            Some(host("02:00:00:00:00:e2", "198.18.100.1")),
+            409,
+        ),
+        (
+            "post",
+            "/api/v1/reservations",
+            "/api/v1/reservations".into(),
+            Some(json!({"subnet-id": 1})),
+            400,
+        ),
+        (
+            "get",
+            "/api/v1/reservations",
+            "/api/v1/reservations".into(),
+            None,
+            200,
+        ),
+        (
+            "get",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.1".into(),
+            None,
+            200,
+        ),
+        (
+            "put",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.1".into(),
+            Some(json!({"ip-address": "198.18.100.2"})),
+            200,
+        ),
+        (
+            "put",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.2".into(),
+            Some(host("02:00:00:00:00:e3", "198.18.100.3")),
+            400,
+        ),
+        (
+            "put",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.1".into(),
+            Some(json!({"ip-address": "198.18.100.4"})),
+            404,
+        ),
+        (
+            "get",
+            "/api/v1/reservations/audit",
+            "/api/v1/reservations/audit?limit=10".into(),
+            None,
+            200,
+        ),
+        (
+            "delete",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.2".into(),
+            None,
+            200,
+        ),
+        (
+            "delete",
+            "/api/v1/reservations/{subnet}/{address}",
+            "/api/v1/reservations/1/198.18.100.2".into(),
+            None,
+            404,
+        ),
+        (
+            "post",
+            "/api/v1/config/test",
+            "/api/v1/config/test".into(),
+            None,
+            200,
+        ),
+        (
+            "post",
+            "/api/v1/config/reload",
+            "/api/v1/config/reload".into(),
+            None,
+            200,
+        ),
+        ("post", "/api/v1/drain", "/api/v1/drain".into(), None, 200),
+        (
+            "post",
+            "/api/v1/undrain",
+            "/api/v1/undrain".into(),
+            None,
+            200,
+        ),
+        (
+            "delete",
+            "/api/v1/leases/{address}",
+            lease_path.clone(),
+            None,
+            200,
+        ),
+        ("delete", "/api/v1/leases/{address}", lease_path, None, 404),
+    ];
+    let mut called = std::collections::BTreeSet::new();
+    for (method, described, path, body, want) in &calls {
+        let (status, text) = http(
+            &tb,
+            loopback(),
+            &method.to_uppercase(),
+            path,
+            None,
+            body.clone(),
+        );
+        assert_eq!(status, *want, "{method} {path}: {text}");
+        let op = &doc["paths"][*described][*method];
+        assert!(op.is_object(), "{method} {described} is not described");
+        let resp = &op["responses"][status.to_string()];
+        assert!(
+            resp.is_object(),
+            "{method} {described}: status {status} is not described"
+        );
+        let schema = resolve(&doc, &resp["content"]["application/json"]["schema"]);
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text}"));
+        for k in schema["required"].as_array().into_iter().flatten() {
+            let k = k.as_str().expect("a property name");
+            assert!(
+                v.get(k).is_some(),
+                "{method} {path}: {status} lacks {k:?}: {text}"
+            );
+        }
+        // Items of a described array are checked too (one level).
+        for (name, prop) in schema["properties"].as_object().into_iter().flatten() {
+            let items = resolve(&doc, &prop["items"]);
+            for item in v[name].as_array().into_iter().flatten() {
+                for k in items["required"].as_array().into_iter().flatten() {
+                    let k = k.as_str().expect("a property name");
+                    assert!(
+                        item.get(k).is_some(),
+                        "{method} {path}: an item of {name} lacks {k:?}: {item}"
+                    );
+                }
+            }
+        }
+        called.insert((method.to_string(), described.to_string()));
+    }
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("operations").keys() {
+            assert!(
+                called.contains(&(method.clone(), path.clone())),
+                "{method} {path} is described but this test never calls it"
+            );
+        }
+    }
+}
+
+/// `schema`, or what its `$ref` names.
+fn resolve(doc: &Value, schema: &Value) -> Value {
+    match schema["$ref"].as_str() {
+        Some(r) => doc
+            .pointer(r.trim_start_matches('#'))
+            .cloned()
+            .unwrap_or(Value::Null),
+        None => schema.clone(),
+    }
+}

@@ -48,6 +48,8 @@ pub struct CtlContext {
     /// Set by `drain`: the server reports itself unhealthy, so its anycast
     /// route is withdrawn, while it keeps answering what still reaches it.
     pub drained: Arc<AtomicBool>,
+    /// The cluster's store, for `servers` (`None` on one box).
+    pub cluster_store: Option<crate::store::postgres::PgStore>,
     /// Configuration test and reload (`None` in tests without a daemon).
     pub reloader: Option<Arc<crate::reload::Reloader>>,
     /// Reservation changes (`None` in tests without a store).
@@ -55,7 +57,7 @@ pub struct CtlContext {
 }
 
 /// irondhcp's own commands (Kea's are in [`crate::kea_api::COMMANDS`]).
-pub const COMMANDS: [&str; 5] = ["stats", "leases", "health", "drain", "undrain"];
+pub const COMMANDS: [&str; 6] = ["stats", "leases", "health", "drain", "undrain", "servers"];
 
 /// How long the control plane may take to answer a health check before
 /// the server counts as unhealthy (a wedged control plane).
@@ -237,8 +239,47 @@ pub(crate) async fn answer(
                 Err(e) => json!({"result": 1, "text": e}),
             }
         }
+        "servers" => servers(ctx).await,
         other => crate::kea_api::answer(other, arguments, ctx, actor).await,
     }
+}
+
+/// The cluster's servers (one box: this one): heartbeat age, boot epoch,
+/// version, and the address blocks each owns.
+async fn servers(ctx: &CtlContext) -> Value {
+    let now = irondhcp_fastpath::unix_now();
+    let Some(pg) = &ctx.cluster_store else {
+        return json!({"result": 0, "arguments": {"servers": [{
+            "id": ctx.server_id, "heartbeat_age": 0, "boot_epoch": null,
+            "version": env!("CARGO_PKG_VERSION"), "address": null,
+            "blocks": null, "addresses": null, "this": true,
+        }]}});
+    };
+    let (servers, blocks) = match tokio::try_join!(pg.servers(), pg.blocks()) {
+        Ok(x) => x,
+        Err(e) => return json!({"result": 1, "text": format!("the cluster's store: {e}")}),
+    };
+    let rows: Vec<Value> = servers
+        .iter()
+        .map(|s| {
+            let owned: Vec<_> = blocks
+                .iter()
+                .filter(|b| b.owner.as_deref() == Some(s.id.as_str()))
+                .collect();
+            let addresses: u64 = owned.iter().map(|b| u64::from(b.last - b.first) + 1).sum();
+            json!({
+                "id": s.id,
+                "address": s.address,
+                "version": s.version,
+                "boot_epoch": s.boot_epoch,
+                "heartbeat_age": now.saturating_sub(s.heartbeat_at),
+                "blocks": owned.len(),
+                "addresses": addresses,
+                "this": s.id == ctx.server_id,
+            })
+        })
+        .collect();
+    json!({"result": 0, "arguments": {"servers": rows}})
 }
 
 /// Whether this server should be announced: its XDP program is attached,
@@ -384,6 +425,7 @@ mod tests {
             server_id: "t".into(),
             cluster: Default::default(),
             drained: Default::default(),
+            cluster_store: None,
             reloader: None,
             reservations: None,
         };

@@ -230,6 +230,10 @@ pub async fn run(
             blocks: sync.as_ref().map(|x| x.2.clone()),
         },
         drained: Default::default(),
+        cluster_store: match &*store {
+            Store::Postgres(pg) => Some(pg.clone()),
+            Store::Sqlite(_) => None,
+        },
         reloader: Some(Arc::new(crate::reload::Reloader::new(
             config_path,
             cfg.clone(),

@@ -34,6 +34,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/api/v1/leases", get(leases))
         .route("/api/v1/leases/{address}", get(lease).delete(release))
         .route("/api/v1/pools", get(pools))
+        .route("/api/v1/servers", get(servers))
         .route(
             "/api/v1/reservations",
             get(reservations).post(add_reservation),
@@ -225,6 +226,10 @@ async fn pools(c: Caller) -> Response {
     }
 }
 
+async fn servers(c: Caller) -> Response {
+    c.call("servers", Value::Null, StatusCode::OK).await
+}
+
 async fn reservations(c: Caller) -> Response {
     c.call("reservations", Value::Null, StatusCode::OK).await
 }
@@ -379,6 +384,7 @@ mod tests {
             "/api/v1/leases",
             "/api/v1/leases/{address}",
             "/api/v1/pools",
+            "/api/v1/servers",
             "/api/v1/reservations",
             "/api/v1/reservations/audit",
             "/api/v1/reservations/{subnet}/{address}",
@@ -394,7 +400,7 @@ mod tests {
         }
         assert_eq!(
             described.len(),
-            11,
+            12,
             "docs/openapi.json describes a path the server lacks: {described:?}"
         );
     }

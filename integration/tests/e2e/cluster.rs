@@ -208,4 +208,19 @@ fn a_reservation_made_on_one_server_is_given_by_the_other() {
     );
     let after = requests(&c);
     assert_eq!(after[0], before[0], "server 0 was drained and got nothing");
+    // Both servers are seen alive, and they share the pool's blocks.
+    let v = c.ctl(1, "servers").expect("servers");
+    let rows = v["arguments"]["servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(
+        rows.iter()
+            .all(|r| r["heartbeat_age"].as_u64().is_some_and(|a| a <= 5)),
+        "{v}"
+    );
+    assert_eq!(rows.iter().filter(|r| r["this"] == true).count(), 1, "{v}");
+    let owned: u64 = rows.iter().filter_map(|r| r["blocks"].as_u64()).sum();
+    assert!(owned >= 2, "no blocks owned: {v}");
 }

@@ -276,6 +276,13 @@ fn the_openapi_description_matches_the_running_server() {
         ),
         ("get", "/api/v1/pools", "/api/v1/pools".into(), None, 200),
         (
+            "get",
+            "/api/v1/servers",
+            "/api/v1/servers".into(),
+            None,
+            200,
+        ),
+        (
             "post",
             "/api/v1/reservations",
             "/api/v1/reservations".into(),

@@ -70,6 +70,9 @@ enum Cmd {
     Reload,
     /// Whether this server should be announced (exit 0 healthy, 1 not).
     Health,
+    /// The cluster's servers: heartbeat, boot epoch, version, address
+    /// blocks owned (one box: this server).
+    Servers,
     /// Withdraw this server's anycast route (it keeps answering what
     /// still reaches it) until `undrain`.
     Drain,
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             return buffered(|out| reservations::run(&rt, &args.socket, cmd, args.json, out))
         }
         Cmd::Health => "health",
+        Cmd::Servers => "servers",
         Cmd::Drain => "drain",
         Cmd::Undrain => "undrain",
         Cmd::Announce {
@@ -300,8 +304,41 @@ fn print(out: &mut impl Write, command: &str, resp: &Value, json: bool) -> io::R
                 writeln!(out, "unhealthy: {}", reasons.join(", "))
             }
         }
+        "servers" => print_servers(out, resp),
         _ => writeln!(out, "drained: {}", resp["drained"]),
     }
+}
+
+fn print_servers(out: &mut impl Write, v: &Value) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<20} {:<16} {:<8} {:>5} {:>10} {:>7} {:>10}",
+        "server", "address", "version", "epoch", "heartbeat", "blocks", "addresses"
+    )?;
+    let or_dash = |x: &Value| match x {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    for s in v["arguments"]["servers"].as_array().into_iter().flatten() {
+        let id = format!(
+            "{}{}",
+            s["id"].as_str().unwrap_or("?"),
+            if s["this"] == true { " *" } else { "" }
+        );
+        writeln!(
+            out,
+            "{:<20} {:<16} {:<8} {:>5} {:>9}s {:>7} {:>10}",
+            id,
+            or_dash(&s["address"]),
+            or_dash(&s["version"]),
+            or_dash(&s["boot_epoch"]),
+            s["heartbeat_age"],
+            or_dash(&s["blocks"]),
+            or_dash(&s["addresses"])
+        )?;
+    }
+    Ok(())
 }
 
 fn print_stats(out: &mut impl Write, v: &Value) -> io::Result<()> {

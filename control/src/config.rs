@@ -651,7 +651,7 @@ fn one_line(text: &str, e: &toml::de::Error) -> String {
             let column = before.len() - start + 1;
             let source = text[start..].lines().next().unwrap_or("").trim();
             format!(
-                "line {line}, column {column} ({source}): {}",
+                "TOML line {line}, column {column} ({source}): {}",
                 e.message().trim()
             )
         }
@@ -1061,7 +1061,7 @@ address = "10.0.0.10"
             .to_string();
         assert_eq!(
             e,
-            "line 2, column 11 (address = \"x\"): invalid IPv4 address syntax"
+            "TOML line 2, column 11 (address = \"x\"): invalid IPv4 address syntax"
         );
         assert!(Config::parse(&with(pg, "redis_url = \"unix:///run/redis.sock\"")).is_ok());
         let e = err_of(&with("", "redis_url = \"redis://10.0.0.9/\""));

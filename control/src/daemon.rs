@@ -158,6 +158,7 @@ pub async fn run(
         xdp.register_socket(*q, sock.fd())?;
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(s.channel_capacity);
         let sh = Arc::new(WorkerShared::new(i as u16).map_err(io("eventfd"))?);
+        sh.watch_socket(*q, sock.stats_handle().map_err(io("AF_XDP socket handle"))?);
         let worker = Worker {
             socket: sock,
             cfg: fast.clone(),

@@ -14,6 +14,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod hex;
+pub mod histogram;
 pub mod http;
 pub mod kea_api;
 pub mod kea_hosts;

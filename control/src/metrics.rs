@@ -49,6 +49,31 @@ fn family<'a>(out: &'a mut String, name: &'static str, kind: &str, help: &str) -
     Family { out, name }
 }
 
+/// A Prometheus histogram of `h`, its bounds and sum scaled by `scale`
+/// (µs to seconds: 1e-6).
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    h: &crate::histogram::HistogramSnapshot,
+    scale: f64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut below = 0;
+    for (bound, n) in h.bounds.iter().zip(&h.counts) {
+        below += n;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"{}\"}} {below}",
+            *bound as f64 * scale
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+    let _ = writeln!(out, "{name}_sum {}", h.sum as f64 * scale);
+    let _ = writeln!(out, "{name}_count {}", h.count());
+}
+
 /// The exposition of `s`.
 pub fn render(s: &Stats) -> String {
     let mut out = String::with_capacity(8 * 1024);
@@ -198,6 +223,82 @@ pub fn render(s: &Stats) -> String {
     ] {
         family(&mut out, name, "counter", help).sample(&[], v as f64);
     }
+    for (name, help, v) in [
+        (
+            "irondhcp_promise_shortened_total",
+            "Renewals from memory ACKed shorter than the lease: the promise bound (durable expiry + MCLT) was nearer",
+            pk.promise_shortened,
+        ),
+        (
+            "irondhcp_promise_deferred_total",
+            "Renewals sent to the durable path: the promise bound would have left under half a lease",
+            pk.promise_deferred,
+        ),
+    ] {
+        family(&mut out, name, "counter", help).sample(&[], v as f64);
+    }
+    let mut f = family(
+        &mut out,
+        "irondhcp_control_queue_depth",
+        "gauge",
+        "Requests and events queued from the workers to the control plane",
+    );
+    f.sample(&[("queue", "requests")], c.control_queue as f64);
+    f.sample(&[("queue", "events")], c.event_queue as f64);
+    family(
+        &mut out,
+        "irondhcp_write_behind_lag_seconds",
+        "gauge",
+        "How long renewal extensions have waited in memory for the store (0: none waiting)",
+    )
+    .sample(&[], c.write_behind_lag_ms as f64 / 1e3);
+    histogram(
+        &mut out,
+        "irondhcp_commit_batch_size",
+        "Writes per lease-store transaction",
+        &s.commit_batch,
+        1.0,
+    );
+    histogram(
+        &mut out,
+        "irondhcp_commit_duration_seconds",
+        "Lease-store transaction durations, from the start to the commit",
+        &s.commit_latency_us,
+        1e-6,
+    );
+    if !s.queues.is_empty() {
+        let mut f = family(
+            &mut out,
+            "irondhcp_afxdp_drops_total",
+            "counter",
+            "Frames the kernel dropped at a queue's AF_XDP socket, by reason (XDP_STATISTICS)",
+        );
+        for q in &s.queues {
+            let queue = q.queue.to_string();
+            for (reason, v) in [
+                ("rx_dropped", q.rx_dropped),
+                ("rx_ring_full", q.rx_ring_full),
+                ("rx_invalid_descs", q.rx_invalid_descs),
+                ("tx_invalid_descs", q.tx_invalid_descs),
+            ] {
+                f.sample(&[("queue", &queue), ("reason", reason)], v as f64);
+            }
+        }
+        let mut f = family(
+            &mut out,
+            "irondhcp_afxdp_ring_empty_total",
+            "counter",
+            "Times a queue's AF_XDP fill or TX ring was found empty",
+        );
+        for q in &s.queues {
+            let queue = q.queue.to_string();
+            f.sample(
+                &[("queue", &queue), ("ring", "fill")],
+                q.rx_fill_ring_empty as f64,
+            );
+            f.sample(&[("queue", &queue), ("ring", "tx")], q.tx_ring_empty as f64);
+        }
+    }
     let mut f = family(
         &mut out,
         "irondhcp_drops_total",
@@ -317,6 +418,8 @@ mod tests {
             tx_frames: 0,
             answered_from_map: 0,
             to_control: 0,
+            promise_shortened: 4,
+            promise_deferred: 0,
             received: Default::default(),
             sent: Default::default(),
             drops: Default::default(),
@@ -360,6 +463,19 @@ mod tests {
             xdp: None,
             sync: None,
             blocks: None,
+            queues: vec![crate::stats::QueueStats {
+                queue: 2,
+                rx_ring_full: 9,
+                ..Default::default()
+            }],
+            commit_batch: {
+                let h = crate::histogram::Histogram::new(&[1, 4]);
+                for v in [1, 3, 3, 10] {
+                    h.observe(v);
+                }
+                h.snapshot()
+            },
+            commit_latency_us: Default::default(),
         }
     }
 
@@ -379,6 +495,14 @@ mod tests {
             "irondhcp_drops_total{reason=\"control_busy\"} 3",
             "irondhcp_resident_memory_bytes 1048576",
             "# TYPE kea_dhcp4_packets_received_total counter",
+            "irondhcp_afxdp_drops_total{queue=\"2\",reason=\"rx_ring_full\"} 9",
+            "irondhcp_commit_batch_size_bucket{le=\"1\"} 1",
+            "irondhcp_commit_batch_size_bucket{le=\"4\"} 3",
+            "irondhcp_commit_batch_size_bucket{le=\"+Inf\"} 4",
+            "irondhcp_commit_batch_size_sum 17",
+            "irondhcp_commit_batch_size_count 4",
+            "irondhcp_write_behind_lag_seconds 0",
+            "irondhcp_promise_shortened_total 4",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

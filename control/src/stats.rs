@@ -32,6 +32,29 @@ pub struct Stats {
     pub sync: Option<crate::sync::SyncSnapshot>,
     /// The cluster's address blocks (`None` on one box).
     pub blocks: Option<crate::ownership::OwnershipSnapshot>,
+    /// Per queue, the kernel's counters of its AF_XDP socket.
+    pub queues: Vec<QueueStats>,
+    /// Writes per store transaction.
+    pub commit_batch: crate::histogram::HistogramSnapshot,
+    /// Store transaction durations, µs.
+    pub commit_latency_us: crate::histogram::HistogramSnapshot,
+}
+
+/// The kernel's counters of one queue's AF_XDP socket (XDP_STATISTICS):
+/// frames it dropped and why.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queue: u32,
+    /// Dropped for any other reason (no room in the UMEM).
+    pub rx_dropped: u64,
+    /// Dropped because the RX ring was full (the worker fell behind).
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty (no buffer to receive into).
+    pub rx_fill_ring_empty: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    /// Times the TX ring was empty when the kernel looked.
+    pub tx_ring_empty: u64,
 }
 
 /// The cluster's live counters (both `None` on one box).
@@ -67,6 +90,11 @@ pub struct ControlStats {
     pub conflicts: u64,
     /// New addresses taken outside this server's blocks (they were full).
     pub borrowed: u64,
+    /// Requests and events queued from the workers to the control plane.
+    pub control_queue: usize,
+    pub event_queue: usize,
+    /// How long the write-behind queue has held writes (0: empty).
+    pub write_behind_lag_ms: u64,
 }
 
 /// The workers' counters, summed over queues.
@@ -76,6 +104,10 @@ pub struct PacketStats {
     pub tx_frames: u64,
     pub answered_from_map: u64,
     pub to_control: u64,
+    /// Renewals from memory ACKed shorter than the lease (promise bound).
+    pub promise_shortened: u64,
+    /// Renewals sent to the durable path because the bound was near.
+    pub promise_deferred: u64,
     /// By DHCP message type name.
     pub received: BTreeMap<&'static str, u64>,
     pub sent: BTreeMap<&'static str, u64>,
@@ -142,6 +174,21 @@ impl Stats {
             }),
             sync: cluster.sync.as_ref().map(|s| s.snapshot()),
             blocks: cluster.blocks.as_ref().map(|s| s.snapshot()),
+            queues: workers
+                .iter()
+                .filter_map(|w| w.socket_statistics())
+                .map(|(queue, st)| QueueStats {
+                    queue,
+                    rx_dropped: st.rx_dropped,
+                    rx_ring_full: st.rx_ring_full,
+                    rx_fill_ring_empty: st.rx_fill_ring_empty_descs,
+                    rx_invalid_descs: st.rx_invalid_descs,
+                    tx_invalid_descs: st.tx_invalid_descs,
+                    tx_ring_empty: st.tx_ring_empty_descs,
+                })
+                .collect(),
+            commit_batch: plane.commit_batch,
+            commit_latency_us: plane.commit_latency_us,
         }
     }
 }
@@ -169,6 +216,8 @@ impl PacketStats {
             tx_frames: t.tx_frames,
             answered_from_map: t.answered_from_map,
             to_control: t.to_control,
+            promise_shortened: t.promise_shortened,
+            promise_deferred: t.promise_deferred,
             received: by_type(&t.received),
             sent: by_type(&t.sent),
             drops: DropReason::ALL

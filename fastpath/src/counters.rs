@@ -87,6 +87,12 @@ pub struct WorkerCounters {
     pub to_control: AtomicU64,
     /// Requests answered from the lease map without the control plane.
     pub answered_from_map: AtomicU64,
+    /// Renewals from memory ACKed with less than the lease time (the
+    /// promise bound, durable expiry + MCLT, was nearer).
+    pub promise_shortened: AtomicU64,
+    /// Renewals sent to the control plane because the promise bound would
+    /// have left under half a lease.
+    pub promise_deferred: AtomicU64,
     pub received: [AtomicU64; 9],
     pub sent: [AtomicU64; 9],
     pub drops: [AtomicU64; DropReason::COUNT],
@@ -121,6 +127,8 @@ impl WorkerCounters {
             tx_frames: load(&self.tx_frames),
             to_control: load(&self.to_control),
             answered_from_map: load(&self.answered_from_map),
+            promise_shortened: load(&self.promise_shortened),
+            promise_deferred: load(&self.promise_deferred),
             received: std::array::from_fn(|i| load(&self.received[i])),
             sent: std::array::from_fn(|i| load(&self.sent[i])),
             drops: std::array::from_fn(|i| load(&self.drops[i])),
@@ -135,6 +143,8 @@ pub struct CounterSnapshot {
     pub tx_frames: u64,
     pub to_control: u64,
     pub answered_from_map: u64,
+    pub promise_shortened: u64,
+    pub promise_deferred: u64,
     pub received: [u64; 9],
     pub sent: [u64; 9],
     pub drops: [u64; DropReason::COUNT],
@@ -146,6 +156,8 @@ impl CounterSnapshot {
         self.tx_frames += o.tx_frames;
         self.to_control += o.to_control;
         self.answered_from_map += o.answered_from_map;
+        self.promise_shortened += o.promise_shortened;
+        self.promise_deferred += o.promise_deferred;
         for i in 0..9 {
             self.received[i] += o.received[i];
             self.sent[i] += o.sent[i];

@@ -353,8 +353,12 @@ impl Request<'_, '_> {
     ) -> Result<Verdict, DropReason> {
         let lease = sel.view.lease_time;
         let Some(lease_secs) = promise(lease, sel.view.mclt, view.durable, self.now) else {
+            WorkerCounters::bump(&self.ctx.counters.promise_deferred);
             return Ok(self.control(AllocKind::Renew, sel, key, Some(addr)));
         };
+        if lease_secs < lease {
+            WorkerCounters::bump(&self.ctx.counters.promise_shortened);
+        }
         let (len, msg_type) = self.reply(Some(sel.view), Answer::Ack { addr, lease_secs }, tx)?;
         Ok(Verdict::Reply {
             len,

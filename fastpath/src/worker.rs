@@ -108,6 +108,9 @@ pub struct WorkerShared {
     /// one atomic per turn and takes the lock only after a reload.
     next_cfg: Mutex<Option<Arc<FastConfig>>>,
     cfg_waiting: AtomicBool,
+    /// The worker's queue and a second handle on its AF_XDP socket, for
+    /// reading the kernel's drop counters off the worker's thread.
+    socket: std::sync::OnceLock<(u32, std::os::fd::OwnedFd)>,
 }
 
 impl WorkerShared {
@@ -120,7 +123,21 @@ impl WorkerShared {
             listening: AtomicBool::new(false),
             next_cfg: Mutex::new(None),
             cfg_waiting: AtomicBool::new(false),
+            socket: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Records the worker's queue and socket (once, before it starts).
+    pub fn watch_socket(&self, queue: u32, fd: std::os::fd::OwnedFd) {
+        let _ = self.socket.set((queue, fd));
+    }
+
+    /// The worker's queue and its AF_XDP socket's kernel statistics (a
+    /// getsockopt: for reports, never on the packet path).
+    pub fn socket_statistics(&self) -> Option<(u32, libc::xdp_statistics)> {
+        use std::os::fd::AsFd;
+        let (queue, fd) = self.socket.get()?;
+        Some((*queue, crate::xsk::statistics_of(fd.as_fd())?))
     }
 
     /// Gives the worker a new configuration (a reload): it answers every

@@ -22,7 +22,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -591,21 +591,32 @@ impl XskSocket {
     /// Kernel statistics of this socket (drops for a full RX ring, empty
     /// fill ring, invalid descriptors).
     pub fn statistics(&self) -> Option<libc::xdp_statistics> {
-        // SAFETY: zeroed plain C struct.
-        let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-        // SAFETY: getsockopt into a correctly sized struct.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_XDP,
-                libc::XDP_STATISTICS,
-                &mut st as *mut _ as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        (rc == 0).then_some(st)
+        statistics_of(self.fd.as_fd())
     }
+
+    /// A second handle on this socket, for reading its statistics from
+    /// another thread ([`statistics_of`]) while the worker owns the socket.
+    pub fn stats_handle(&self) -> io::Result<OwnedFd> {
+        self.fd.try_clone()
+    }
+}
+
+/// Kernel statistics of the AF_XDP socket `fd`.
+pub fn statistics_of(fd: std::os::fd::BorrowedFd<'_>) -> Option<libc::xdp_statistics> {
+    // SAFETY: zeroed plain C struct.
+    let mut st: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: getsockopt into a correctly sized struct, on a valid fd.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            &mut st as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(st)
 }
 
 impl Drop for XskSocket {

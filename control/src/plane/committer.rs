@@ -23,7 +23,28 @@ use tokio::sync::mpsc;
 
 use super::events::LeaseEvents;
 use super::PendingGrant;
+use crate::histogram::Histogram;
 use crate::store::{LeaseStore, LeaseWrite, WriteOutcome};
+
+/// Transactions per batch size and duration, read by `/metrics`.
+pub struct CommitStats {
+    /// Writes per transaction.
+    pub batch: Histogram,
+    /// From the start of a transaction to its commit (or failure), µs.
+    pub latency_us: Histogram,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        Self {
+            batch: Histogram::new(&[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096]),
+            latency_us: Histogram::new(&[
+                250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000,
+                1_000_000, 5_000_000,
+            ]),
+        }
+    }
+}
 
 /// Work for the committer: grants and write-behind, one transaction.
 pub(super) struct CommitJob {
@@ -46,6 +67,7 @@ pub(super) async fn committer<S: LeaseStore>(
     store: Arc<S>,
     events: Arc<dyn LeaseEvents>,
     window: Duration,
+    stats: Arc<CommitStats>,
     mut jobs: mpsc::UnboundedReceiver<CommitJob>,
     done: mpsc::Sender<CommitDone>,
 ) {
@@ -60,7 +82,13 @@ pub(super) async fn committer<S: LeaseStore>(
         let n = job.grants.len();
         let mut all: Vec<LeaseWrite> = job.grants.iter().map(|g| g.grant.clone()).collect();
         all.extend(job.writes.iter().cloned());
-        let outcomes = match store.apply(&all, unix_now()).await {
+        let started = std::time::Instant::now();
+        let applied = store.apply(&all, unix_now()).await;
+        stats.batch.observe(all.len() as u64);
+        stats
+            .latency_us
+            .observe(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        let outcomes = match applied {
             Ok(out) => {
                 events.committed(&all, &out);
                 Some(out)
@@ -109,6 +137,7 @@ mod tests {
             store.clone(),
             Arc::new(NoEvents),
             window,
+            Arc::new(CommitStats::default()),
             job_rx,
             done_tx,
         ));
@@ -120,6 +149,35 @@ mod tests {
         task.await.unwrap();
         let v = store.transactions.lock().unwrap().clone();
         v
+    }
+
+    #[tokio::test]
+    async fn every_transaction_is_measured() {
+        let store = Arc::new(FlakyStore::default());
+        let stats = Arc::new(CommitStats::default());
+        let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::channel(8);
+        let task = tokio::spawn(committer(
+            store,
+            Arc::new(NoEvents),
+            Duration::ZERO,
+            stats.clone(),
+            job_rx,
+            done_tx,
+        ));
+        let mut two = job(1);
+        two.writes.extend(job(2).writes);
+        job_tx.send(two).unwrap();
+        done_rx.recv().await.unwrap();
+        drop(job_tx);
+        task.await.unwrap();
+        let b = stats.batch.snapshot();
+        assert_eq!(
+            (b.count(), b.sum, b.counts[1]),
+            (1, 2, 1),
+            "one transaction of two writes"
+        );
+        assert_eq!(stats.latency_us.snapshot().count(), 1);
     }
 
     #[tokio::test]

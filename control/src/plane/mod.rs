@@ -44,7 +44,7 @@ mod lookup;
 #[cfg(test)]
 mod test_store;
 
-use committer::{committer, CommitDone, CommitJob};
+use committer::{committer, CommitDone, CommitJob, CommitStats};
 pub use events::{LeaseEvents, NoEvents};
 use lookup::{LookupDone, Lookups};
 
@@ -152,6 +152,10 @@ pub enum Query {
 pub struct PlaneStats {
     pub pools: Vec<PoolStats>,
     pub counters: ControlStats,
+    /// Writes per store transaction.
+    pub commit_batch: crate::histogram::HistogramSnapshot,
+    /// Store transaction durations, µs.
+    pub commit_latency_us: crate::histogram::HistogramSnapshot,
 }
 
 /// A grant waiting for its commit, with what the ACK needs.
@@ -176,6 +180,10 @@ pub struct Plane<S: LeaseStore> {
     events: Arc<dyn LeaseEvents>,
     /// Write-behind not yet handed to the committer.
     pending: Vec<LeaseWrite>,
+    /// Since when `pending` has not been empty (the write-behind lag).
+    pending_since: Option<std::time::Instant>,
+    /// Every transaction's size and duration.
+    commit_stats: Arc<CommitStats>,
     /// Grants handed to the committer and not yet reported back.
     grants_in_flight: usize,
     /// Workers with replies queued since their doorbell last rang: one
@@ -216,6 +224,8 @@ impl<S: LeaseStore> Plane<S> {
             clock: ReclaimClock::start(),
             events: Arc::new(NoEvents),
             pending: Vec::new(),
+            pending_since: None,
+            commit_stats: Arc::new(CommitStats::default()),
             grants_in_flight: 0,
             to_wake: vec![false; n],
             stats: PlaneStats::default(),
@@ -289,6 +299,7 @@ impl<S: LeaseStore> Plane<S> {
             self.store.clone(),
             self.events.clone(),
             self.commit_window,
+            self.commit_stats.clone(),
             job_rx,
             done_tx,
         ));
@@ -321,7 +332,12 @@ impl<S: LeaseStore> Plane<S> {
                         break;
                     }
                 }
-                Some(q) = queries.recv() => self.answer(q),
+                Some(q) = queries.recv() => {
+                    // The control channel's depth, as the question finds it.
+                    self.stats.counters.control_queue = input.allocs.len();
+                    self.stats.counters.event_queue = input.events.len();
+                    self.answer(q);
+                }
                 Some(batch) = recv_bounded(&mut synced) => self.apply_synced(&batch),
                 Some(owned) = recv_bounded(&mut blocks) => self.alloc.set_owned_blocks(owned),
                 _ = flush.tick() => {
@@ -362,6 +378,13 @@ impl<S: LeaseStore> Plane<S> {
                         break;
                     }
                 }
+            }
+            // The write-behind lag counts from the moment the queue stopped
+            // being empty (an Instant read only at that change).
+            match (self.pending.is_empty(), self.pending_since) {
+                (true, Some(_)) => self.pending_since = None,
+                (false, None) => self.pending_since = Some(std::time::Instant::now()),
+                _ => {}
             }
         }
         // Shutting down: no new allocations, but every event already
@@ -442,6 +465,12 @@ impl<S: LeaseStore> Plane<S> {
                 s.counters.pool_exhausted = self.alloc.exhausted;
                 s.counters.borrowed = self.alloc.borrowed;
                 s.counters.write_behind_pending = self.pending.len();
+                s.counters.write_behind_lag_ms = self
+                    .pending_since
+                    .filter(|_| !self.pending.is_empty())
+                    .map_or(0, |t| t.elapsed().as_millis() as u64);
+                s.commit_batch = self.commit_stats.batch.snapshot();
+                s.commit_latency_us = self.commit_stats.latency_us.snapshot();
                 let _ = tx.send(s);
             }
             Query::Leases(q, tx) => {

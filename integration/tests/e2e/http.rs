@@ -130,6 +130,36 @@ fn metrics_move_as_the_load_says() {
         answered >= 594,
         "the load lost more than 1 %: {answered} of 600"
     );
+    // Every grant went through a measured transaction: the batch sizes add
+    // up to at least the grants, in at most as many transactions.
+    let batches = sample(&after, "irondhcp_commit_batch_size_count");
+    let written = sample(&after, "irondhcp_commit_batch_size_sum");
+    assert!(
+        written >= answered as f64,
+        "{written} writes for {answered} grants"
+    );
+    assert!(
+        batches >= 1.0 && batches <= written,
+        "{batches} transactions"
+    );
+    assert_eq!(
+        sample(&after, "irondhcp_commit_duration_seconds_count"),
+        batches
+    );
+    assert!(sample(&after, "irondhcp_commit_duration_seconds_sum") > 0.0);
+    // The queue's AF_XDP socket is read; at 200/s it dropped nothing.
+    assert_eq!(
+        sample(
+            &after,
+            "irondhcp_afxdp_drops_total{queue=\"0\",reason=\"rx_ring_full\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(&after, "irondhcp_control_queue_depth{queue=\"requests\"}"),
+        0.0
+    );
+    assert_eq!(sample(&after, "irondhcp_promise_shortened_total"), 0.0);
 }
 
 #[test]

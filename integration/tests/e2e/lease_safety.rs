@@ -283,6 +283,10 @@ fn store_outage_shortens_renewals_and_never_over_promises() {
         unanswered_near_bound,
         "near the bound a renewal must wait for the store"
     );
+    // The operator sees both in the counters: ACKs the bound shortened,
+    // and renewals it sent to the durable path.
+    assert!(crate::stat(&tb, "/packets/promise_shortened") >= 1);
+    assert!(crate::stat(&tb, "/packets/promise_deferred") >= 1);
     let _ = tb.stop_daemon();
 }
 

@@ -41,6 +41,8 @@ const PACKAGES: &[&str] = &[
     // Kea's example configurations: `irondhcp-ctl import-kea` is tested
     // on every one.
     "kea-doc",
+    // `irondhcp-ctl top` is tested in a terminal multiplexer.
+    "tmux",
     "tcpdump",
     "python3-scapy",
     "sqlite3",

@@ -172,3 +172,93 @@ fn pools_show_use_and_page_before_a_pool_runs_dry() {
     );
     assert_eq!(line.lines().count(), 1);
 }
+
+/// A tmux session, killed when dropped.
+struct Tmux(String);
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+/// `irondhcp-ctl top` in a real terminal (tmux), while a load runs: the
+/// screen shows the pool's bar and DISCOVERs per second above zero, and it
+/// redraws (the rates change from frame to frame).
+#[test]
+fn top_shows_the_load_live_in_a_terminal() {
+    let tb = with_leases(3_000);
+    let tmux = Tmux(format!("irondhcp-top-{}", std::process::id()));
+    let top = format!(
+        "{} --socket {} top --interval-ms 300",
+        irondhcp_testkit::bins::ctl().display(),
+        tb.socket.display()
+    );
+    let ok = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &tmux.0,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            &top,
+        ])
+        .status()
+        .expect("run tmux");
+    assert!(ok.success());
+    let screen = || {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &tmux.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // 1,500 new clients at 300/s: 5 s of load.
+    let mut load = tb
+        .client
+        .command(irondhcp_testkit::bins::loadgen())
+        .args(["--iface", &tb.cli_if, "--json", "--scenario", "dora"])
+        .args(["--rate", "300", "--count", "1500", "--tries", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run irondhcp-loadgen");
+    let busy = |s: &str| {
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("received  discover "))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut frames = Vec::new();
+    while std::time::Instant::now() < deadline {
+        let s = screen();
+        if busy(&s) {
+            frames.push(s);
+            if frames.len() == 2 {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(350));
+    }
+    let _ = load.wait();
+    let last = screen();
+    assert!(
+        frames.len() == 2,
+        "the screen never showed DISCOVERs per second:\n{last}"
+    );
+    let bar = frames[0]
+        .lines()
+        .find(|l| l.contains("198.18.1.0-198.18.255.254"))
+        .unwrap_or_else(|| panic!("no pool line:\n{}", frames[0]));
+    assert!(bar.contains("[#") && bar.contains('%'), "{bar}");
+    assert!(frames[0].contains("COMMITS PER SECOND"), "{}", frames[0]);
+    assert_ne!(frames[0], frames[1], "the view did not redraw");
+    assert!(!last.contains("irondhcp-ctl:"), "top failed:\n{last}");
+}

@@ -14,6 +14,7 @@ mod lease;
 mod leases;
 mod pools;
 mod reservations;
+mod top;
 
 #[derive(Parser, Debug)]
 #[command(name = "irondhcp-ctl", version, about = "Talk to a running irondhcp")]
@@ -78,6 +79,16 @@ enum Cmd {
     Drain,
     /// Announce this server again after `drain`.
     Undrain,
+    /// A live view: pool use, packets per second by type, drops, commits
+    /// and their latency (Ctrl-C quits).
+    Top {
+        /// Milliseconds between frames.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Draw this many frames, then exit.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Keep bird's anycast announcement in step with the server's health:
     /// withdraw at the first failed check, announce after three good ones.
     Announce {
@@ -132,6 +143,10 @@ fn main() -> ExitCode {
         }
         Cmd::Reload => {
             return buffered(|out| config::run(&rt, &args.socket, None, true, args.json, out))
+        }
+        Cmd::Top { interval_ms, count } => {
+            let every = std::time::Duration::from_millis((*interval_ms).max(100));
+            return buffered(|out| top::run(&rt, &args.socket, every, *count, out));
         }
         Cmd::Reservations(cmd) => {
             return buffered(|out| reservations::run(&rt, &args.socket, cmd, args.json, out))

@@ -26,6 +26,7 @@ use std::net::Ipv4Addr;
 use crate::alloc::{LeasePage, LeaseQuery, DEFAULT_PAGE};
 use crate::plane::Query;
 use crate::stats::Stats;
+use crate::store::LeaseStore;
 
 /// A request line: Kea's shape, a command and its arguments.
 #[derive(Debug, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct CtlContext {
     /// Set by `drain`: the server reports itself unhealthy, so its anycast
     /// route is withdrawn, while it keeps answering what still reaches it.
     pub drained: Arc<AtomicBool>,
+    /// The lease store, for lookups the allocator cannot answer (leases
+    /// by relay ids); `None` in tests without one.
+    pub store: Option<Arc<crate::store::Store>>,
     /// The cluster's store, for `servers` (`None` on one box).
     pub cluster_store: Option<crate::store::postgres::PgStore>,
     /// Configuration test and reload (`None` in tests without a daemon).
@@ -230,10 +234,21 @@ pub(crate) async fn answer(
             json!({"result": 0, "drained": on})
         }
         "leases" => {
-            let q = match lease_query(arguments) {
+            let mut q = match lease_query(arguments) {
                 Ok(q) => q,
                 Err(e) => return json!({"result": 1, "text": e}),
             };
+            let relay = relay_filter(arguments);
+            if relay.circuit_id.is_some() || relay.remote_id.is_some() {
+                let Some(store) = &ctx.store else {
+                    return json!({"result": 1, "text": "this server has no lease store to search by relay ids"});
+                };
+                let now = irondhcp_fastpath::unix_now();
+                match store.relay_addresses(&relay, now, MAX_PAGE as u32).await {
+                    Ok(found) => q.among = Some(found),
+                    Err(e) => return json!({"result": 1, "text": format!("the lease store: {e}")}),
+                }
+            }
             match lease_page(ctx, q).await {
                 Ok(page) => json!({"result": 0, "leases": page.leases, "next": page.next}),
                 Err(e) => json!({"result": 1, "text": e}),
@@ -380,8 +395,26 @@ fn lease_query(args: &Value) -> Result<LeaseQuery, String> {
         client_key: hex("client-key")?,
         state,
         after: addr("after")?,
+        among: None,
         limit,
     })
+}
+
+/// The `leases` command's relay filters: `circuit-id` and `remote-id`
+/// (option 82 sub-options 1 and 2), each as colon-separated hex
+/// (`01:02:0a`) or, when it is not that, as the literal text the relay
+/// sent (`eth0/7`).
+fn relay_filter(args: &Value) -> crate::store::RelayIds {
+    let id = |k: &str| {
+        args[k].as_str().map(|s| match crate::hex::parse(s) {
+            Ok(b) if s.contains(':') => b,
+            _ => s.as_bytes().to_vec(),
+        })
+    };
+    crate::store::RelayIds {
+        circuit_id: id("circuit-id"),
+        remote_id: id("remote-id"),
+    }
 }
 
 /// The most leases one `leases` answer carries.
@@ -425,6 +458,7 @@ mod tests {
             server_id: "t".into(),
             cluster: Default::default(),
             drained: Default::default(),
+            store: None,
             cluster_store: None,
             reloader: None,
             reservations: None,

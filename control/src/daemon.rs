@@ -231,6 +231,7 @@ pub async fn run(
             blocks: sync.as_ref().map(|x| x.2.clone()),
         },
         drained: Default::default(),
+        store: Some(store.clone()),
         cluster_store: match &*store {
             Store::Postgres(pg) => Some(pg.clone()),
             Store::Sqlite(_) => None,

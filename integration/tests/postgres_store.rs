@@ -67,6 +67,24 @@ async fn a_grant_stores_option_82_ids() {
     };
     assert_eq!(ids("10.0.0.5"), "eth0/7 020000000009");
     assert_eq!(ids("10.0.0.6"), "null null");
+    // Found by either id, or both; not by another, nor once expired.
+    let by = |circuit: Option<&[u8]>, remote: Option<&[u8]>, now: u64| {
+        let ids = irondhcp_control::store::RelayIds {
+            circuit_id: circuit.map(<[u8]>::to_vec),
+            remote_id: remote.map(<[u8]>::to_vec),
+        };
+        let s = &s;
+        async move { s.relay_addresses(&ids, now, 10).await.unwrap() }
+    };
+    let five: Vec<std::net::Ipv4Addr> = vec!["10.0.0.5".parse().unwrap()];
+    assert_eq!(by(Some(b"eth0/7"), None, 1_000).await, five);
+    assert_eq!(by(None, Some(&[2, 0, 0, 0, 0, 9]), 1_000).await, five);
+    assert_eq!(
+        by(Some(b"eth0/7"), Some(&[2, 0, 0, 0, 0, 9]), 1_000).await,
+        five
+    );
+    assert!(by(Some(b"eth0/8"), None, 1_000).await.is_empty());
+    assert!(by(Some(b"eth0/7"), None, 2_000).await.is_empty(), "expired");
     // Released, then granted to another client without option 82.
     let release = LeaseWrite::Release {
         subnet_id: 1,

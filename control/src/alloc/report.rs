@@ -144,6 +144,7 @@ impl Allocator {
                 let o = &self.owners[i];
                 q.after.is_none_or(|after| a > after)
                     && q.address.is_none_or(|x| x == a)
+                    && q.among.as_ref().is_none_or(|v| v.binary_search(&a).is_ok())
                     && q.subnet
                         .is_none_or(|id| self.subnets[o.subnet as usize].id == id)
                     && q.hw_address.is_none_or(|hw| o.hw == Some(hw))
@@ -199,6 +200,8 @@ pub struct LeaseQuery {
     pub state: Option<String>,
     /// Only addresses after this one (the previous page's `next`).
     pub after: Option<Ipv4Addr>,
+    /// Only these addresses (sorted): those the store found by relay ids.
+    pub among: Option<Vec<Ipv4Addr>>,
     pub limit: usize,
 }
 
@@ -211,6 +214,7 @@ impl Default for LeaseQuery {
             client_key: None,
             state: None,
             after: None,
+            among: None,
             limit: DEFAULT_PAGE,
         }
     }

@@ -585,6 +585,18 @@ pub trait LeaseStore: Send + Sync + 'static {
         async { Ok(0) }
     }
 
+    /// The addresses of live leases (leased, durable expiry after `now`)
+    /// whose relay ids match every id given, in address order, at most
+    /// `limit`.
+    fn relay_addresses(
+        &self,
+        _ids: &RelayIds,
+        _now: u64,
+        _limit: u32,
+    ) -> impl Future<Output = Result<Vec<Ipv4Addr>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
+
     /// The stored row of `address` in subnet `subnet_id`, if any.
     fn get(
         &self,

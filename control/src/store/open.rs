@@ -102,6 +102,18 @@ impl LeaseStore for Store {
         }
     }
 
+    async fn relay_addresses(
+        &self,
+        ids: &super::RelayIds,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<std::net::Ipv4Addr>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.relay_addresses(ids, now, limit).await,
+            Store::Postgres(s) => s.relay_addresses(ids, now, limit).await,
+        }
+    }
+
     async fn get(
         &self,
         subnet_id: u32,

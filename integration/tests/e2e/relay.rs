@@ -174,6 +174,24 @@ fn relayed_exchange_gets_relay_subnet_and_option_82_echoed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // And found by them: the circuit-id as the relay's text, the remote-id
+    // as hex; a circuit nobody is behind finds nothing.
+    let remote = REMOTE
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let circuit = String::from_utf8_lossy(CIRCUIT).into_owned();
+    let (code, found, err) = crate::ctl::ctl(
+        &tb,
+        &["leases", "--circuit-id", &circuit, "--remote-id", &remote],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = found.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{found}");
+    assert!(rows[0].starts_with(&y), "{found}");
+    let (_, none, _) = crate::ctl::ctl(&tb, &["leases", "--circuit-id", "no-such-port"]);
+    assert_eq!(none.lines().count(), 1, "only the header: {none}");
 }
 
 fn hex(b: &[u8]) -> String {

@@ -24,6 +24,14 @@ pub struct LeaseFilter {
     /// Only this client key (hex, as the client column shows it).
     #[arg(long)]
     pub client_key: Option<String>,
+    /// Only leases got through this relay circuit (option 82.1): the
+    /// relay's text (eth0/7), or colon-separated hex.
+    #[arg(long)]
+    pub circuit_id: Option<String>,
+    /// Only leases got with this relay remote-id (option 82.2): text, or
+    /// colon-separated hex.
+    #[arg(long)]
+    pub remote_id: Option<String>,
     /// Only leases in this state (leased, declined).
     #[arg(long)]
     pub state: Option<String>,
@@ -53,6 +61,8 @@ impl LeaseFilter {
         put("hw-address", self.mac.as_ref().map(|s| json!(s)));
         put("client-key", self.client_key.as_ref().map(|s| json!(s)));
         put("state", self.state.as_ref().map(|s| json!(s)));
+        put("circuit-id", self.circuit_id.as_ref().map(|s| json!(s)));
+        put("remote-id", self.remote_id.as_ref().map(|s| json!(s)));
         put("after", after.map(|s| json!(s)));
         put("limit", Some(json!(limit)));
         Value::Object(m)

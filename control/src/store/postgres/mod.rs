@@ -124,6 +124,26 @@ impl LeaseStore for PgStore {
         reservations::list(&self.pool).await
     }
 
+    async fn relay_addresses(
+        &self,
+        ids: &super::RelayIds,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<Ipv4Addr>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT address FROM leases WHERE state = 'leased' AND expiry > $1
+               AND ($2::bytea IS NULL OR circuit_id = $2) AND ($3::bytea IS NULL OR remote_id = $3)
+             ORDER BY address LIMIT $4",
+        )
+        .bind(i64::try_from(now).unwrap_or(i64::MAX))
+        .bind(ids.circuit_id.as_deref())
+        .bind(ids.remote_id.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(address_of).collect()
+    }
+
     async fn change_reservation(
         &self,
         change: &ReservationChange,

@@ -132,6 +132,34 @@ impl LeaseStore for SqliteStore {
         reservations::version(&self.pool).await
     }
 
+    async fn relay_addresses(
+        &self,
+        ids: &super::RelayIds,
+        now: u64,
+        limit: u32,
+    ) -> Result<Vec<Ipv4Addr>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT address FROM leases WHERE state = 'leased' AND expiry > ?1
+               AND (?2 IS NULL OR circuit_id = ?2) AND (?3 IS NULL OR remote_id = ?3)
+             ORDER BY address LIMIT ?4",
+        )
+        .bind(now as i64)
+        .bind(ids.circuit_id.as_deref())
+        .bind(ids.remote_id.as_deref())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<Ipv4Addr> = rows
+            .iter()
+            .map(|a| {
+                Ipv4Addr::from_str(a).map_err(|_| StoreError::BadRow(format!("address {a:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        // Dotted text sorts as text; give them in address order.
+        out.sort();
+        Ok(out)
+    }
+
     async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;

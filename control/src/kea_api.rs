@@ -373,8 +373,9 @@ fn now_us() -> u64 {
     crate::sync::now_us()
 }
 
-/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), as Kea stamps its statistics.
-fn timestamp(unix_us: u64) -> String {
+/// `unix_us` as `YYYY-MM-DD HH:MM:SS.ffffff` (UTC), as Kea stamps its
+/// statistics.
+pub fn timestamp(unix_us: u64) -> String {
     let secs = unix_us / 1_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil from days (Howard Hinnant's algorithm), days since 1970-01-01.

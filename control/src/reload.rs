@@ -66,6 +66,11 @@ pub fn compare(old: &Validated, new: &Validated) -> Verdict {
         differing(x, y, &format!("subnet[{i}]"), &mut keys);
         for k in keys {
             let field = k.rsplit('.').next().unwrap_or_default();
+            if field == "mclt" {
+                // Judged by the MCLT in effect, below: writing out the
+                // value already in effect changes nothing.
+                continue;
+            }
             if RELOADABLE.contains(&field) {
                 changes.push(k);
             } else {
@@ -75,10 +80,10 @@ pub fn compare(old: &Validated, new: &Validated) -> Verdict {
     }
     // The MCLT a subnet runs with, also when it follows from lease_time.
     for (i, (x, y)) in old.subnets.iter().zip(&new.subnets).enumerate() {
-        if x.mclt != y.mclt && !refused.iter().any(|k| k == &format!("subnet[{i}].mclt")) {
+        if x.mclt != y.mclt {
             refused.push(format!(
-                "subnet[{i}].mclt (in effect {} s, would be {} s: set mclt to keep it)",
-                x.mclt, y.mclt
+                "subnet[{i}].mclt (in effect {} s, would be {} s: set mclt = {} to keep it)",
+                x.mclt, y.mclt, x.mclt
             ));
         }
     }
@@ -243,7 +248,11 @@ routers = ["10.0.0.1"]
                 "interface = \"eth2\"",
                 "server.interface",
             ),
-            ("mclt = 600", "mclt = 60", "subnet[0].mclt"),
+            (
+                "mclt = 600",
+                "mclt = 60",
+                "subnet[0].mclt (in effect 600 s, would be 60 s: set mclt = 600 to keep it)",
+            ),
             ("id = 1", "id = 2", "subnet[0].id"),
         ] {
             match compare(&old, &with(from, to)) {
@@ -251,6 +260,21 @@ routers = ["10.0.0.1"]
                 other => panic!("{from} -> {to}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn writing_out_the_mclt_in_effect_changes_nothing() {
+        let old = Config::parse(&BASE.replace("mclt = 600\n", "")).unwrap();
+        let new = Config::parse(
+            &BASE
+                .replace("mclt = 600", "mclt = 1800")
+                .replace("lease_time = 3600", "lease_time = 7200"),
+        )
+        .unwrap();
+        assert_eq!(
+            compare(&old, &new),
+            Verdict::Changes(vec!["subnet[0].lease_time".into()])
+        );
     }
 
     #[test]

@@ -16,12 +16,13 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 const BINARIES: [&str; 3] = ["irondhcp", "irondhcp-ctl", "irondhcp-loadgen"];
-const DOCS: [&str; 5] = [
+const DOCS: [&str; 6] = [
     "README.md",
     "docs/operations.md",
     "docs/ha.md",
     "docs/reliability.md",
     "docs/benchmarks.md",
+    "docs/openapi.json",
 ];
 
 const POSTINST: &str = r#"#!/bin/sh
@@ -76,21 +77,23 @@ fn version(root: &Path) -> Result<String> {
 }
 
 fn copy(from: &Path, to: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::copy(from, to).with_context(|| format!("copy {}", from.display()))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
+    place(to, mode, || {
+        std::fs::copy(from, to).with_context(|| format!("copy {}", from.display()))?;
+        Ok(())
+    })
 }
 
 fn write(to: &Path, text: &str, mode: u32) -> Result<()> {
+    place(to, mode, || Ok(std::fs::write(to, text)?))
+}
+
+/// Makes `to`'s directory, lets `fill` create `to`, then sets its mode.
+fn place(to: &Path, mode: u32, fill: impl FnOnce() -> Result<()>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = to.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(to, text)?;
+    fill()?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
     Ok(())
 }

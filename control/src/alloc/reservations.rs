@@ -35,13 +35,13 @@ pub enum ReserveError {
     AddressInConfig(Ipv4Addr),
     #[error("{0} is reserved for another client")]
     AddressReserved(Ipv4Addr),
-    #[error("{address} is {state} to client {client} until {until}; release it first (irondhcp-ctl lease release {address}) or reserve another address")]
+    #[error("{address} is {state} to client {client} until {until} UTC; release it first (irondhcp-ctl lease release {address}) or reserve another address")]
     AddressHeld {
         address: Ipv4Addr,
         state: &'static str,
         client: String,
-        /// Seconds since the UNIX epoch.
-        until: u64,
+        /// The lease's end, UTC.
+        until: String,
     },
 }
 
@@ -92,7 +92,8 @@ impl Allocator {
                         _ => "leased",
                     },
                     client: crate::hex::colon(o.key.as_slice()),
-                    until: o.expiry(),
+                    until: crate::kea_api::timestamp(o.expiry().saturating_mul(1_000_000))[..19]
+                        .to_string(),
                 });
             }
         }

@@ -191,15 +191,19 @@ fn list(out: &mut impl Write, hosts: &[Value], subnet: Option<u32>) -> io::Resul
 fn audit(out: &mut impl Write, rows: &[Value]) -> io::Result<()> {
     writeln!(
         out,
-        "{:<10} {:<7} {:<6} {:<28} {:<16} {:<16} who",
-        "at", "action", "subnet", "client", "before", "after"
+        "{:<19} {:<7} {:<6} {:<28} {:<16} {:<16} who",
+        "at (UTC)", "action", "subnet", "client", "before", "after"
     )?;
     let addr = |v: &Value| v["ip-address"].as_str().unwrap_or("-").to_string();
     for r in rows {
         writeln!(
             out,
-            "{:<10} {:<7} {:<6} {:<28} {:<16} {:<16} {}",
-            r["at"].to_string(),
+            "{:<19} {:<7} {:<6} {:<28} {:<16} {:<16} {}",
+            irondhcp_control::kea_api::timestamp(
+                r["at"].as_u64().unwrap_or(0).saturating_mul(1_000_000)
+            )
+            .get(..19)
+            .unwrap_or_default(),
             r["action"].as_str().unwrap_or(""),
             r["subnet_id"].to_string(),
             format!(

@@ -176,6 +176,15 @@ impl PgServer {
     }
 
     /// The TCP port it listens on.
+    /// The postmaster's pid (the first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> io::Result<u32> {
+        let text = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| io::Error::other(format!("postmaster.pid: {text:?}")))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -201,15 +201,7 @@ fn machine() -> String {
 /// better Kea's highest rates, and every server at the equal-load points.
 fn side_by_side(bins: &Bins, args: &Args) -> Result<Value> {
     use search::{Scenario, Server};
-    let mut run = json!({});
-    for server in Server::ALL {
-        let name = server.name();
-        eprintln!("== {name}: new leases (dora), rate search");
-        let dora = search::rate_search(bins, args, server, Scenario::Dora)?;
-        eprintln!("== {name}: renewals, rate search");
-        let renew = search::rate_search(bins, args, server, Scenario::Renew)?;
-        run[name] = json!({ "dora": dora, "renew": renew });
-    }
+    let mut run = search::searches(bins, args, &Server::ALL)?;
     // irondhcp at the better Kea's highest sustained rate: latencies at
     // equal offered load where Kea is at its limit.
     for scenario in [Scenario::Renew, Scenario::Dora] {
@@ -226,22 +218,16 @@ fn side_by_side(bins: &Bins, args: &Args) -> Result<Value> {
                 json!({ "rate": rate, "kea": kea, "report": v });
         }
     }
-    // Every server at the same offered load: CPU time per exchange and
-    // latencies that do not depend on where each one's ceiling fell.
-    let mut equal = json!({});
-    for (scenario, rate) in [
-        (Scenario::Renew, args.equal_renew_rate),
-        (Scenario::Dora, args.equal_dora_rate),
-    ] {
-        let s = scenario.name();
-        eprintln!("== every server: {s} at {rate:.0}/s (equal load)");
-        equal[s] = json!({ "rate": rate });
-        for server in Server::ALL {
-            let v = search::trial(bins, args, server, scenario, rate)?;
-            search::log_trial(server.name(), s, rate, &search::classify(&v));
-            equal[s][server.name()] = v;
-        }
-    }
+    let equal = search::equal_load(
+        bins,
+        args,
+        &Server::ALL,
+        [
+            (Scenario::Renew, args.equal_renew_rate),
+            (Scenario::Dora, args.equal_dora_rate),
+        ],
+        "every server",
+    )?;
     run["equal_load"] = equal;
     Ok(run)
 }

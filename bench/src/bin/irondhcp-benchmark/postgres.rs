@@ -139,7 +139,7 @@ impl TrialDb<'_> {
             .context("pg_stat_statements' sum")?;
         Ok(PgReading {
             statements,
-            cpu_us: postgres_cpu_us(),
+            cpu_us: postgres_cpu_us(self.bench.pg.postmaster_pid()?),
         })
     }
 
@@ -191,19 +191,35 @@ impl Drop for TrialDb<'_> {
     }
 }
 
-/// CPU time (user + system) of every process named `postgres`, µs.
-fn postgres_cpu_us() -> u64 {
+/// CPU time (user + system) of this run's PostgreSQL, µs: its postmaster
+/// and the processes it started (backends, WAL writer, checkpointer), not
+/// any other PostgreSQL on the machine.
+fn postgres_cpu_us(postmaster: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim_end() == "postgres")
+            *pid == postmaster
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|st| parent_of(&st))
+                    == Some(postmaster)
         })
         .filter_map(|pid| irondhcp_bench::loadgen::cpu::process_cpu_us(pid).ok())
         .sum()
+}
+
+/// The parent pid in a `/proc/PID/stat` line (the field after the state,
+/// which follows the parenthesised command name).
+fn parent_of(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// PostgreSQL's work over a window, per exchange completed in it.
@@ -225,29 +241,17 @@ pub fn per_exchange(window: Option<(PgReading, PgReading)>, exchanges: u64) -> V
 
 /// The side-by-side on PostgreSQL and the 1/2/3-server runs.
 pub fn run(bins: &Bins, args: &Args) -> Result<Value> {
-    let mut out = json!({});
-    for server in Server::POSTGRES {
-        let name = server.name();
-        eprintln!("== {name}: new leases (dora), rate search");
-        let dora = search::rate_search(bins, args, server, Scenario::Dora)?;
-        eprintln!("== {name}: renewals, rate search");
-        let renew = search::rate_search(bins, args, server, Scenario::Renew)?;
-        out[name] = json!({ "dora": dora, "renew": renew });
-    }
-    let mut equal = json!({});
-    for (scenario, rate) in [
-        (Scenario::Renew, args.pg_renew_rate),
-        (Scenario::Dora, args.pg_dora_rate),
-    ] {
-        let s = scenario.name();
-        eprintln!("== irondhcp-pg and kea-pg: {s} at {rate:.0}/s (equal load)");
-        equal[s] = json!({ "rate": rate });
-        for server in Server::POSTGRES {
-            let v = search::trial(bins, args, server, scenario, rate)?;
-            search::log_trial(server.name(), s, rate, &search::classify(&v));
-            equal[s][server.name()] = v;
-        }
-    }
+    let mut out = search::searches(bins, args, &Server::POSTGRES)?;
+    let equal = search::equal_load(
+        bins,
+        args,
+        &Server::POSTGRES,
+        [
+            (Scenario::Renew, args.pg_renew_rate),
+            (Scenario::Dora, args.pg_dora_rate),
+        ],
+        "irondhcp-pg and kea-pg",
+    )?;
     out["equal_load"] = equal;
     let mut scaling = Vec::new();
     for n in 1..=3 {
@@ -426,4 +430,27 @@ pub fn load_secs(args: &Args, scenario: Scenario, rate: f64) -> f64 {
 /// Where the window marks of a trial in `dir` go.
 pub fn marks_in(dir: &Path) -> PathBuf {
     dir.join("window")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parent_of;
+
+    #[test]
+    fn the_parent_follows_the_command_name_whatever_it_holds() {
+        let stat = "4242 (postgres: walwriter ) S 4200 4200 4200 0 -1 4194624 99 0 0 0 1 2 0 0";
+        assert_eq!(parent_of(stat), Some(4200));
+        assert_eq!(parent_of("1 (init) S 0 1 1"), Some(0));
+        assert_eq!(parent_of("garbage"), None);
+    }
+
+    /// The processes counted are the postmaster's children: this test's
+    /// own process is counted under its parent and not under another pid.
+    #[test]
+    fn a_process_s_parent_is_read_from_proc() {
+        let me = std::process::id();
+        let stat = std::fs::read_to_string(format!("/proc/{me}/stat")).unwrap();
+        let parent = parent_of(&stat).unwrap();
+        assert_eq!(parent, std::os::unix::process::parent_id());
+    }
 }

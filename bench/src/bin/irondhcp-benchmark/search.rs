@@ -502,6 +502,45 @@ pub fn log_trial(who: &str, scenario: &str, rate: f64, t: &Trial) {
     );
 }
 
+/// Each of `servers`' highest sustained rate of new leases and of
+/// renewals, by server name.
+pub fn searches(bins: &Bins, args: &Args, servers: &[Server]) -> Result<Value> {
+    let mut out = serde_json::json!({});
+    for &server in servers {
+        let name = server.name();
+        eprintln!("== {name}: new leases (dora), rate search");
+        let dora = rate_search(bins, args, server, Scenario::Dora)?;
+        eprintln!("== {name}: renewals, rate search");
+        let renew = rate_search(bins, args, server, Scenario::Renew)?;
+        out[name] = serde_json::json!({ "dora": dora, "renew": renew });
+    }
+    Ok(out)
+}
+
+/// Every one of `servers` at the same offered load, per (scenario, rate):
+/// CPU per exchange and latencies that do not depend on where each one's
+/// ceiling fell. `who` names them in the progress lines.
+pub fn equal_load(
+    bins: &Bins,
+    args: &Args,
+    servers: &[Server],
+    points: [(Scenario, f64); 2],
+    who: &str,
+) -> Result<Value> {
+    let mut equal = serde_json::json!({});
+    for (scenario, rate) in points {
+        let s = scenario.name();
+        eprintln!("== {who}: {s} at {rate:.0}/s (equal load)");
+        equal[s] = serde_json::json!({ "rate": rate });
+        for &server in servers {
+            let v = trial(bins, args, server, scenario, rate)?;
+            log_trial(server.name(), s, rate, &classify(&v));
+            equal[s][server.name()] = v;
+        }
+    }
+    Ok(equal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -703,43 +742,4 @@ mod tests {
         assert_eq!(pick_pid("10 x 9", "irondhcp", comm), None);
         assert_eq!(pick_pid("", "irondhcp", comm), None);
     }
-}
-
-/// Each of `servers`' highest sustained rate of new leases and of
-/// renewals, by server name.
-pub fn searches(bins: &Bins, args: &Args, servers: &[Server]) -> Result<Value> {
-    let mut out = serde_json::json!({});
-    for &server in servers {
-        let name = server.name();
-        eprintln!("== {name}: new leases (dora), rate search");
-        let dora = rate_search(bins, args, server, Scenario::Dora)?;
-        eprintln!("== {name}: renewals, rate search");
-        let renew = rate_search(bins, args, server, Scenario::Renew)?;
-        out[name] = serde_json::json!({ "dora": dora, "renew": renew });
-    }
-    Ok(out)
-}
-
-/// Every one of `servers` at the same offered load, per (scenario, rate):
-/// CPU per exchange and latencies that do not depend on where each one's
-/// ceiling fell. `who` names them in the progress lines.
-pub fn equal_load(
-    bins: &Bins,
-    args: &Args,
-    servers: &[Server],
-    points: [(Scenario, f64); 2],
-    who: &str,
-) -> Result<Value> {
-    let mut equal = serde_json::json!({});
-    for (scenario, rate) in points {
-        let s = scenario.name();
-        eprintln!("== {who}: {s} at {rate:.0}/s (equal load)");
-        equal[s] = serde_json::json!({ "rate": rate });
-        for &server in servers {
-            let v = trial(bins, args, server, scenario, rate)?;
-            log_trial(server.name(), s, rate, &classify(&v));
-            equal[s][server.name()] = v;
-        }
-    }
-    Ok(equal)
 }

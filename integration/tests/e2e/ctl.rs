@@ -76,11 +76,7 @@ pub(crate) fn ctl(tb: &Testbed, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .output()
         .expect("run irondhcp-ctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::outcome(out)
 }
 
 /// `irondhcp-ctl leases` with `args`: (exit success, stdout, stderr).

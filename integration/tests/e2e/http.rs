@@ -247,6 +247,48 @@ fn a_listener_off_loopback_wants_the_token() {
         Some(json!({"command": "stats"})),
     );
     assert_eq!(status, 401);
+    // irondhcp-ctl over HTTP, as from another machine: with the token it
+    // works (the socket is not used: it names a file that is not there);
+    // with a wrong one it says so in one line.
+    let ctl = |token: &str, args: &[&str]| {
+        let out = tb
+            .server
+            .command(irondhcp_testkit::bins::ctl())
+            .args([
+                "--socket",
+                "/nonexistent",
+                "--url",
+                &format!("http://{SERVER_IP}:8000"),
+            ])
+            .env("IRONDHCP_TOKEN", token)
+            .args(args)
+            .output()
+            .expect("run irondhcp-ctl");
+        crate::outcome(out)
+    };
+    let (code, out, err) = ctl("s3cret", &["pools"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("198.18.1.0-198.18.255.254"), "{out}");
+    let (code, out, err) = ctl(
+        "s3cret",
+        &[
+            "reservations",
+            "add",
+            "--subnet",
+            "1",
+            "--mac",
+            "02:00:00:00:00:77",
+            "--address",
+            "198.18.9.9",
+        ],
+    );
+    assert_eq!((code, out.trim()), (0, "Host added."), "{err}");
+    let (code, _, err) = ctl("guess", &["pools"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("token was refused") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 /// Every operation `docs/openapi.json` describes (served by the daemon at

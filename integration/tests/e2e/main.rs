@@ -30,6 +30,15 @@ use std::time::Duration;
 use irondhcp_testkit::testbed::{require_root, Testbed, TestbedOptions};
 use serde_json::Value;
 
+/// A finished command as (exit code, stdout, stderr).
+pub fn outcome(out: std::process::Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The daemon under test, built on first use.
 pub fn daemon_bin() -> PathBuf {
     irondhcp_testkit::bins::daemon()

@@ -27,6 +27,13 @@ struct Args {
         default_value = "/run/irondhcp/control.sock"
     )]
     socket: PathBuf,
+    /// Ask the daemon's HTTP listener instead of the socket
+    /// (http://host:8000), e.g. from another machine.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The listener's bearer token ([http] token).
+    #[arg(long, global = true, env = "IRONDHCP_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print the raw JSON response (`leases`: one lease per line).
     #[arg(long, global = true)]
     json: bool,
@@ -112,6 +119,12 @@ enum ConfigCmd {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(url) = &args.url {
+        if let Err(e) = client::use_http(url, args.token.clone()) {
+            eprintln!("irondhcp-ctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

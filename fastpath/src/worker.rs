@@ -151,7 +151,11 @@ impl WorkerShared {
 
     /// The configuration a reload left for the worker, if any.
     fn take_config(&self) -> Option<Arc<FastConfig>> {
-        if !self.cfg_waiting.swap(false, Ordering::Acquire) {
+        // A plain load each turn: the line stays shared in every cache
+        // until a reload writes it (a swap each turn would write it).
+        if !self.cfg_waiting.load(Ordering::Relaxed)
+            || !self.cfg_waiting.swap(false, Ordering::Acquire)
+        {
             return None;
         }
         self.next_cfg.lock().ok().and_then(|mut next| next.take())

@@ -50,6 +50,22 @@ impl Row {
             self.current as f64 * 100.0 / self.max as f64
         }
     }
+
+    /// The row's columns, in order, the percentage with `decimals`: one
+    /// list for the table and the CSV.
+    fn fields(&self, decimals: usize) -> [String; 9] {
+        [
+            self.subnet_id.to_string(),
+            self.subnet.clone(),
+            self.range.clone(),
+            self.max.to_string(),
+            self.current.to_string(),
+            format!("{:.*}", decimals, self.percent()),
+            self.free.to_string(),
+            self.declined.to_string(),
+            self.offered.to_string(),
+        ]
+    }
 }
 
 /// The ranges of a `stats` answer.
@@ -149,18 +165,11 @@ pub fn write(out: &mut impl Write, rows: &[Row], format: Format) -> io::Result<(
                 "offered"
             )?;
             for r in rows {
+                let [id, net, range, max, cur, pct, free, declined, offered] = r.fields(1);
                 writeln!(
                     out,
-                    "{:<6} {:<18} {:<33} {:>8} {:>8} {:>7.1}% {:>8} {:>8} {:>8}",
-                    r.subnet_id,
-                    r.subnet,
-                    r.range,
-                    r.max,
-                    r.current,
-                    r.percent(),
-                    r.free,
-                    r.declined,
-                    r.offered
+                    "{id:<6} {net:<18} {range:<33} {max:>8} {cur:>8} {:>8} {free:>8} {declined:>8} {offered:>8}",
+                    format!("{pct}%")
                 )?;
             }
             let (max, cur) = rows
@@ -183,19 +192,7 @@ pub fn write(out: &mut impl Write, rows: &[Row], format: Format) -> io::Result<(
                 "subnet_id,subnet,range,max,current,percent,free,declined,offered"
             )?;
             for r in rows {
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{:.2},{},{},{}",
-                    r.subnet_id,
-                    r.subnet,
-                    r.range,
-                    r.max,
-                    r.current,
-                    r.percent(),
-                    r.free,
-                    r.declined,
-                    r.offered
-                )?;
+                writeln!(out, "{}", r.fields(2).join(","))?;
             }
             Ok(())
         }

@@ -447,6 +447,7 @@ mod tests {
                     declined: 1,
                     offered: 2,
                     free: 57,
+                    touched: 45,
                 }],
             }],
             control: Default::default(),

@@ -114,6 +114,9 @@ pub struct Allocator {
     /// One bit per slot: set when the address has an owner or is reserved,
     /// so finding a free address scans 64 addresses a word.
     used_bits: Vec<u64>,
+    /// One bit per slot: set once the address has had a lease (a stored
+    /// row of any state, or a grant): dhcpd-pools' "touched".
+    touched: Vec<u64>,
     /// Per subnet: its pools as (first slot, number of slots).
     pool_slots: Vec<Vec<(usize, usize)>>,
     /// Requests refused because the pool was empty.
@@ -147,6 +150,7 @@ impl Allocator {
             })
             .collect();
         let taken = vec![0; subnets.len()];
+        let touched = vec![0u64; leases.capacity().div_ceil(64)];
         let mut used_bits = vec![0u64; leases.capacity().div_ceil(64)];
         for a in &reserved_addrs {
             if let Some(i) = leases.slot_index(*a) {
@@ -186,6 +190,7 @@ impl Allocator {
             taken,
             dynamic,
             used_bits,
+            touched,
             pool_slots,
             exhausted: 0,
             owned: blocks::Owned::default(),

@@ -176,6 +176,9 @@ impl Allocator {
             OwnerState::Declined => Some(LeaseState::Declined),
             _ => None,
         };
+        if map_state.is_some() {
+            self.touch(slot);
+        }
         if let Some(ms) = map_state {
             // Installed leases are durable (committed or loaded from the
             // store), so the durable expiry is the promised one.
@@ -207,6 +210,24 @@ impl Allocator {
         );
         let due = self.due_at(&self.owners[slot as usize]);
         self.due.push(Reverse((secs32(due), slot)));
+    }
+
+    /// Marks `slot` as having had a lease.
+    pub(super) fn touch(&mut self, slot: u32) {
+        if let Some(w) = self.touched.get_mut(slot as usize / 64) {
+            *w |= 1 << (slot % 64);
+        }
+    }
+
+    /// Slots in `first..first + len` that have had a lease.
+    pub(super) fn touched_in(&self, first: usize, len: usize) -> u64 {
+        (first..first + len)
+            .filter(|i| {
+                self.touched
+                    .get(i / 64)
+                    .is_some_and(|w| w & (1 << (i % 64)) != 0)
+            })
+            .count() as u64
     }
 
     /// Remembers the address a client had, within the bound on `previous`.

@@ -35,6 +35,8 @@ impl Allocator {
             tracing::warn!(address = %r.address, "lease record outside every pool; kept in storage, not served");
             return false;
         };
+        // A row of any state is a lease the address once had.
+        self.touch(slot);
         let current = &self.owners[slot as usize];
         if matches!(current.state, OwnerState::Leased | OwnerState::Declined)
             && current.version >= r.version

@@ -29,6 +29,9 @@ pub struct RangeStats {
     pub declined: u64,
     pub offered: u64,
     pub free: u64,
+    /// Addresses that have had a lease at some time (a stored row of any
+    /// state): dhcpd-pools' "touched".
+    pub touched: u64,
 }
 
 /// Adds one address's state to a count (`now`: whether an offer is still
@@ -106,12 +109,16 @@ impl Allocator {
                 );
             }
         }
-        for st in &mut out {
+        for (si, st) in out.iter_mut().enumerate() {
             st.free = st
                 .total
                 .saturating_sub(st.assigned + st.declined + st.offered);
-            for r in &mut st.ranges {
+            for (r, (f, l)) in st.ranges.iter_mut().zip(&self.subnets[si].pools) {
                 r.free = r.total.saturating_sub(r.assigned + r.declined + r.offered);
+                if let Some(first) = self.leases.slot_index(*f) {
+                    let len = (u32::from(*l) - u32::from(*f)) as usize + 1;
+                    r.touched = self.touched_in(first, len);
+                }
             }
         }
         out

@@ -881,3 +881,36 @@ fn runtime_reservations_follow_the_store_set() {
         "only the holder's lease is left"
     );
 }
+
+#[test]
+fn touched_counts_every_address_that_ever_had_a_lease() {
+    let mut a = setup("10.0.0.100-10.0.0.109");
+    let touched = |a: &Allocator| a.stats(10)[0].ranges[0].touched;
+    assert_eq!(touched(&a), 0);
+    // A stored row of a released lease counts; an offer does not.
+    a.apply_record(&LeaseRecord {
+        subnet_id: 7,
+        address: Ipv4Addr::new(10, 0, 0, 105),
+        client_key: b"gone".to_vec(),
+        hw_address: None,
+        state: RecordState::Released,
+        expiry: 5,
+        allocated_by: "s".into(),
+        updated_at: 5,
+        version: 2,
+    });
+    assert_eq!(touched(&a), 1);
+    let offered = offer_addr(a.discover(0, b"c", None, None, 10));
+    assert_eq!(touched(&a), 1, "an offer is not a lease");
+    commit(&mut a, b"c", offered, 10);
+    let expected = if offered == Ipv4Addr::new(10, 0, 0, 105) {
+        1
+    } else {
+        2
+    };
+    assert_eq!(touched(&a), expected);
+    // Released again, it stays touched.
+    a.released(offered, key_hash(7, b"c")).unwrap();
+    assert_eq!(touched(&a), expected);
+    assert_eq!(a.stats(10)[0].ranges[0].assigned, 0);
+}

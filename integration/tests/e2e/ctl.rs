@@ -125,7 +125,7 @@ fn pools_show_use_and_page_before_a_pool_runs_dry() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         csv.lines().nth(1),
-        Some("1,198.18.0.0/16,198.18.1.0-198.18.255.254,65279,2500,3.83,62779,0,0"),
+        Some("1,198.18.0.0/16,198.18.1.0-198.18.255.254,65279,2500,3.83,2500,62779,0,0"),
         "{csv}"
     );
     let (code, table, _) = ctl(&tb, &["pools"]);

@@ -39,6 +39,8 @@ pub struct Row {
     pub declined: u64,
     pub offered: u64,
     pub free: u64,
+    /// Addresses that have had a lease at some time.
+    pub touched: u64,
 }
 
 impl Row {
@@ -53,7 +55,7 @@ impl Row {
 
     /// The row's columns, in order, the percentage with `decimals`: one
     /// list for the table and the CSV.
-    fn fields(&self, decimals: usize) -> [String; 9] {
+    fn fields(&self, decimals: usize) -> [String; 10] {
         [
             self.subnet_id.to_string(),
             self.subnet.clone(),
@@ -61,6 +63,7 @@ impl Row {
             self.max.to_string(),
             self.current.to_string(),
             format!("{:.*}", decimals, self.percent()),
+            self.touched.to_string(),
             self.free.to_string(),
             self.declined.to_string(),
             self.offered.to_string(),
@@ -83,6 +86,7 @@ pub fn rows(stats: &Value) -> Vec<Row> {
                 declined: u(&r["declined"]),
                 offered: u(&r["offered"]),
                 free: u(&r["free"]),
+                touched: u(&r["touched"]),
             });
         }
     }
@@ -153,22 +157,23 @@ pub fn write(out: &mut impl Write, rows: &[Row], format: Format) -> io::Result<(
         Format::Table => {
             writeln!(
                 out,
-                "{:<6} {:<18} {:<33} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "{:<6} {:<18} {:<33} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
                 "subnet",
                 "network",
                 "range",
                 "max",
                 "current",
                 "percent",
+                "touched",
                 "free",
                 "declined",
                 "offered"
             )?;
             for r in rows {
-                let [id, net, range, max, cur, pct, free, declined, offered] = r.fields(1);
+                let [id, net, range, max, cur, pct, touched, free, declined, offered] = r.fields(1);
                 writeln!(
                     out,
-                    "{id:<6} {net:<18} {range:<33} {max:>8} {cur:>8} {:>8} {free:>8} {declined:>8} {offered:>8}",
+                    "{id:<6} {net:<18} {range:<33} {max:>8} {cur:>8} {:>8} {touched:>8} {free:>8} {declined:>8} {offered:>8}",
                     format!("{pct}%")
                 )?;
             }
@@ -189,7 +194,7 @@ pub fn write(out: &mut impl Write, rows: &[Row], format: Format) -> io::Result<(
         Format::Csv => {
             writeln!(
                 out,
-                "subnet_id,subnet,range,max,current,percent,free,declined,offered"
+                "subnet_id,subnet,range,max,current,percent,touched,free,declined,offered"
             )?;
             for r in rows {
                 writeln!(out, "{}", r.fields(2).join(","))?;
@@ -204,7 +209,7 @@ pub fn write(out: &mut impl Write, rows: &[Row], format: Format) -> io::Result<(
                         "subnet_id": r.subnet_id, "subnet": r.subnet, "range": r.range,
                         "max": r.max, "current": r.current,
                         "percent": (r.percent() * 100.0).round() / 100.0,
-                        "free": r.free, "declined": r.declined, "offered": r.offered,
+                        "touched": r.touched, "free": r.free, "declined": r.declined, "offered": r.offered,
                     })
                 })
                 .collect();
@@ -220,7 +225,7 @@ mod tests {
     fn stats() -> Value {
         json!({"pools": [
             {"subnet_id": 1, "subnet": "10.0.0.0/24", "ranges": [
-                {"range": "10.0.0.10-10.0.0.109", "total": 100, "assigned": 85, "declined": 1, "offered": 2, "free": 12},
+                {"range": "10.0.0.10-10.0.0.109", "total": 100, "assigned": 85, "declined": 1, "offered": 2, "free": 12, "touched": 90},
                 {"range": "10.0.0.200-10.0.0.249", "total": 50, "assigned": 10, "declined": 0, "offered": 0, "free": 40}]},
             {"subnet_id": 2, "subnet": "10.0.1.0/24", "ranges": [
                 {"range": "10.0.1.10-10.0.1.29", "total": 20, "assigned": 19, "declined": 0, "offered": 0, "free": 1}]}
@@ -264,7 +269,7 @@ mod tests {
         assert_eq!(csv.lines().count(), 4);
         assert_eq!(
             csv.lines().nth(1).unwrap(),
-            "1,10.0.0.0/24,10.0.0.10-10.0.0.109,100,85,85.00,12,1,2"
+            "1,10.0.0.0/24,10.0.0.10-10.0.0.109,100,85,85.00,90,12,1,2"
         );
         let mut table = Vec::new();
         write(&mut table, &rows, Format::Table).unwrap();
